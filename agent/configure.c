@@ -1,0 +1,194 @@
+/*
+ * CONFIGURE: the sandbox's identity. Sent after every HELLO of a new host
+ * and again after a snapshot restore; everything here is idempotent.
+ * Payload: str hostname, u8 has_net [str ip, u8 prefix, str gateway,
+ * str mac, strlist dns], kv envs, strlist ssh keys, bytes rng seed,
+ * u64 wall clock ms.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/random.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "log.h"
+#include "netcfg.h"
+
+struct config {
+    char *hostname;
+    int has_net;
+    struct net_config net;
+    struct env_list envs;
+    char **keys;
+    uint32_t nkeys;
+    const uint8_t *seed;
+    uint32_t seed_len;
+    uint64_t clock_ms;
+};
+
+static char **read_strlist(struct rd *r, uint32_t *count) {
+    *count = rd_u32(r);
+    if (r->err || *count > r->left / 4) {
+        r->err = 1;
+        return NULL;
+    }
+    char **v = calloc((size_t)*count + 1, sizeof *v);
+    for (uint32_t i = 0; v && i < *count; i++)
+        if (!(v[i] = rd_str(r))) break;
+    if (!v) r->err = 1;
+    return v;
+}
+
+static void free_list(char **v) {
+    if (!v) return;
+    for (char **p = v; *p; p++) free(*p);
+    free(v);
+}
+
+static void config_free(struct config *c) {
+    free(c->hostname);
+    free(c->net.ip);
+    free(c->net.gateway);
+    free(c->net.mac);
+    free_list(c->net.dns);
+    free_list(c->keys);
+    env_free(&c->envs);
+}
+
+/* Writes a whole file through a temp file + rename. */
+static int write_file(const char *path, const char *text, mode_t mode) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.hutch-tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0) return -1;
+    size_t len = strlen(text);
+    ssize_t w = write(fd, text, len);
+    int rc = (w == (ssize_t)len && fchmod(fd, mode) == 0) ? 0 : -1;
+    if (close(fd) < 0) rc = -1;
+    if (rc == 0) rc = rename(tmp, path);
+    if (rc < 0) {
+        int e = errno;
+        unlink(tmp);
+        errno = e;
+    }
+    return rc;
+}
+
+static int apply_hostname(const char *name) {
+    char hosts[1024];
+    if (sethostname(name, strlen(name)) < 0) return -1;
+    snprintf(hosts, sizeof hosts, "%s\n", name);
+    if (write_file("/etc/hostname", hosts, 0644) < 0) return -1;
+    snprintf(hosts, sizeof hosts,
+             "127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n", name);
+    return write_file("/etc/hosts", hosts, 0644);
+}
+
+static int apply_resolv(char **dns, uint32_t n) {
+    struct buf b = {0};
+    char line[300];
+    for (uint32_t i = 0; i < n; i++) {
+        snprintf(line, sizeof line, "nameserver %s\n", dns[i]);
+        if (buf_append(&b, line, strlen(line))) return -1;
+    }
+    if (buf_append(&b, "", 1)) return -1;
+    int rc = write_file("/etc/resolv.conf", (char *)b.data, 0644);
+    buf_free(&b);
+    return rc;
+}
+
+static int apply_keys(char **keys, uint32_t n) {
+    struct buf b = {0};
+    if (mkdir("/root", 0700) < 0 && errno != EEXIST) return -1;
+    if (mkdir("/root/.ssh", 0700) < 0 && errno != EEXIST) return -1;
+    if (chmod("/root/.ssh", 0700) < 0) return -1;
+    for (uint32_t i = 0; i < n; i++)
+        if (buf_append(&b, keys[i], strlen(keys[i])) || buf_append(&b, "\n", 1)) return -1;
+    if (buf_append(&b, "", 1)) return -1;
+    int rc = write_file("/root/.ssh/authorized_keys", (char *)b.data, 0600);
+    buf_free(&b);
+    return rc;
+}
+
+static int apply_seed(const uint8_t *seed, uint32_t len) {
+    struct rand_pool_info *info = malloc(sizeof *info + len);
+    if (!info) return -1;
+    info->entropy_count = (int)(len * 8);
+    info->buf_size = (int)len;
+    memcpy(info->buf, seed, len);
+    int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+    int rc = fd < 0 ? -1 : ioctl(fd, RNDADDENTROPY, info);
+    if (fd >= 0) close(fd);
+    free(info);
+    return rc;
+}
+
+static int apply_clock(uint64_t ms) {
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+    return clock_settime(CLOCK_REALTIME, &ts);
+}
+
+void handle_configure(struct agent *a, uint32_t chan, struct rd *r) {
+    struct config c = {0};
+    uint32_t ndns = 0;
+    c.hostname = rd_str(r);
+    c.has_net = rd_u8(r);
+    if (c.has_net) {
+        c.net.ip = rd_str(r);
+        c.net.prefix = rd_u8(r);
+        c.net.gateway = rd_str(r);
+        c.net.mac = rd_str(r);
+        c.net.dns = read_strlist(r, &ndns);
+    }
+    int bad = r->err || env_read(r, &c.envs) < 0;
+    if (!bad) {
+        c.keys = read_strlist(r, &c.nkeys);
+        c.seed = rd_bytes(r, &c.seed_len);
+        c.clock_ms = rd_u64(r);
+        bad = rd_done(r) || !c.hostname || c.has_net > 1 || (c.has_net && c.net.prefix > 32);
+    }
+    if (bad) {
+        conn_send_error(a, chan, EINVAL, "bad CONFIGURE");
+        config_free(&c);
+        return;
+    }
+    env_free(&a->envs);
+    a->envs = c.envs;
+    c.envs = (struct env_list){0};
+
+    const char *failed = NULL;
+    int err = 0;
+#define STEP(what, call)                         \
+    if ((call) < 0 && !failed) {                 \
+        err = errno;                             \
+        failed = what;                           \
+        log_line("error", "configure %s: %s", what, strerror(err)); \
+    }
+    if (a->init_mode) {
+        if (c.seed_len) STEP("rng seed", apply_seed(c.seed, c.seed_len));
+        if (c.clock_ms) STEP("clock", apply_clock(c.clock_ms));
+        if (*c.hostname) STEP("hostname", apply_hostname(c.hostname));
+        STEP("loopback", net_up("lo"));
+        if (c.has_net) {
+            STEP("network", net_configure(&c.net));
+            STEP("resolv.conf", apply_resolv(c.net.dns, ndns));
+        }
+        STEP("ssh keys", apply_keys(c.keys, c.nkeys));
+    }
+#undef STEP
+    if (failed) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "configure %s: %s", failed, strerror(err));
+        conn_send_error(a, chan, err, msg);
+    } else {
+        conn_send_ok(a, chan);
+    }
+    config_free(&c);
+}

@@ -1,0 +1,100 @@
+#define _GNU_SOURCE
+#include "netcfg.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int ctl_socket(void) { return socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0); }
+
+static int with_errno(int fd, int rc) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+int net_up(const char *ifname) {
+    struct ifreq ifr = {0};
+    int fd = ctl_socket();
+    if (fd < 0) return -1;
+    snprintf(ifr.ifr_name, IFNAMSIZ, "%s", ifname);
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) return with_errno(fd, -1);
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    return with_errno(fd, ioctl(fd, SIOCSIFFLAGS, &ifr));
+}
+
+static int parse_mac(const char *s, unsigned char mac[6]) {
+    unsigned v[6];
+    if (sscanf(s, "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) return -1;
+    for (int i = 0; i < 6; i++) mac[i] = (unsigned char)v[i];
+    return 0;
+}
+
+/* The interface whose hardware address is mac, else "eth0". */
+static void find_ifname(int fd, const char *mac_text, char name[IFNAMSIZ]) {
+    unsigned char mac[6];
+    snprintf(name, IFNAMSIZ, "eth0");
+    if (parse_mac(mac_text, mac) < 0) return;
+    struct if_nameindex *list = if_nameindex();
+    for (struct if_nameindex *i = list; list && i->if_index; i++) {
+        struct ifreq ifr = {0};
+        snprintf(ifr.ifr_name, IFNAMSIZ, "%s", i->if_name);
+        if (ioctl(fd, SIOCGIFHWADDR, &ifr) == 0 && memcmp(ifr.ifr_hwaddr.sa_data, mac, 6) == 0) {
+            snprintf(name, IFNAMSIZ, "%s", i->if_name);
+            break;
+        }
+    }
+    if (list) if_freenameindex(list);
+}
+
+static int set_addr(int fd, const char *ifname, unsigned long req, struct in_addr addr) {
+    struct ifreq ifr = {0};
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr = addr};
+    snprintf(ifr.ifr_name, IFNAMSIZ, "%s", ifname);
+    memcpy(&ifr.ifr_addr, &sin, sizeof sin);
+    return ioctl(fd, req, &ifr);
+}
+
+int net_configure(const struct net_config *c) {
+    struct in_addr ip, gw, mask = {.s_addr = htonl(c->prefix ? 0xFFFFFFFFu << (32 - c->prefix) : 0)};
+    char ifname[IFNAMSIZ];
+    if (inet_pton(AF_INET, c->ip, &ip) != 1 || inet_pton(AF_INET, c->gateway, &gw) != 1) {
+        errno = EINVAL;
+        return -1;
+    }
+    int fd = ctl_socket();
+    if (fd < 0) return -1;
+    find_ifname(fd, c->mac, ifname);
+    if (set_addr(fd, ifname, SIOCSIFADDR, ip) < 0 || set_addr(fd, ifname, SIOCSIFNETMASK, mask) < 0)
+        return with_errno(fd, -1);
+    close(fd);
+    if (net_up(ifname) < 0) return -1;
+
+    /* Replace the default route (a restored clone may carry an old one). */
+    struct rtentry rt = {0};
+    struct sockaddr_in any = {.sin_family = AF_INET}, gsin = {.sin_family = AF_INET, .sin_addr = gw};
+    memcpy(&rt.rt_dst, &any, sizeof any);
+    memcpy(&rt.rt_genmask, &any, sizeof any);
+    memcpy(&rt.rt_gateway, &gsin, sizeof gsin);
+    rt.rt_flags = RTF_UP | RTF_GATEWAY;
+    rt.rt_dev = ifname;
+    fd = ctl_socket();
+    if (fd < 0) return -1;
+    struct rtentry del = {0};
+    memcpy(&del.rt_dst, &any, sizeof any);
+    memcpy(&del.rt_genmask, &any, sizeof any);
+    del.rt_flags = RTF_UP;
+    for (int i = 0; i < 16 && ioctl(fd, SIOCDELRT, &del) == 0; i++) {
+    }
+    if (ioctl(fd, SIOCADDRT, &rt) < 0 && errno != EEXIST) return with_errno(fd, -1);
+    close(fd);
+    return 0;
+}
