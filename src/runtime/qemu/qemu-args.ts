@@ -1,0 +1,75 @@
+/**
+ * Builds the QEMU command line of one VM. Pure: no I/O, unit-tested.
+ */
+import { HP_PORT_NAME } from "../agent/protocol.js";
+import type { Accel } from "../host-info.js";
+import type { VmPaths } from "./vm-paths.js";
+
+export interface QemuArgsInput {
+  id: string;
+  accel: Accel;
+  vcpu: number;
+  memMib: number;
+  paths: VmPaths;
+  kernel: { vmlinux: string; initrd: string; cmdline: string };
+  /** Read-only base ext4 shared by every VM of that image. */
+  rootfsPath: string;
+  tap: string;
+  mac: string;
+}
+
+/**
+ * argv (without the binary) for `qemu-system-x86_64`: a microvm with the
+ * image's base disk read-only, the sandbox's disk writable, a tap NIC, QMP
+ * and the agent's virtio-serial port on unix sockets in the VM's directory,
+ * the serial console appended to console.log. `-no-reboot` plus the
+ * kernel's `panic=-1` make a guest panic or reboot end the process, which
+ * the runtime reports as an exit.
+ */
+export function buildQemuArgs(i: QemuArgsInput): string[] {
+  for (const [k, v] of [["vcpu", i.vcpu], ["memMib", i.memMib]] as const) {
+    if (!Number.isInteger(v) || v <= 0) throw new Error(`invalid ${k}: ${v}`);
+  }
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(i.mac)) throw new Error(`invalid MAC: ${i.mac}`);
+  const p = i.paths;
+  return [
+    // The id in argv lets reconcile recognise the process via /proc/<pid>/cmdline.
+    "-name", i.id,
+    "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on",
+    "-accel", i.accel,
+    // `-cpu host` needs KVM; `max` gives TCG every feature it emulates.
+    "-cpu", i.accel === "kvm" ? "host" : "max",
+    "-smp", String(i.vcpu),
+    "-m", `${i.memMib}M`,
+    "-nodefaults", "-no-user-config", "-display", "none",
+    "-no-reboot",
+    "-sandbox", "on",
+    "-kernel", i.kernel.vmlinux,
+    "-initrd", i.kernel.initrd,
+    "-append", i.kernel.cmdline,
+    "-chardev", `socket,id=qmp,path=${opt(p.qmp)},server=on,wait=off`,
+    "-mon", "chardev=qmp,mode=control",
+    // append=on opens with O_APPEND, so truncating the file from outside
+    // (rotation) does not leave QEMU writing at a stale offset.
+    "-chardev", `file,id=con,path=${opt(p.console)},append=on`,
+    "-serial", "chardev:con",
+    "-device", "virtio-serial-device",
+    "-chardev", `socket,id=agent,path=${opt(p.agent)},server=on,wait=off`,
+    // A named virtserialport, not a virtconsole: QEMU throttles the guest
+    // when the host socket is full, where a console silently drops bytes.
+    // The agent finds the port by this name (/sys/class/virtio-ports/*/name).
+    "-device", `virtserialport,chardev=agent,name=${HP_PORT_NAME}`,
+    "-drive", `id=base,file=${opt(i.rootfsPath)},format=raw,if=none,readonly=on`,
+    "-device", "virtio-blk-device,drive=base",
+    "-drive", `id=disk,file=${opt(p.disk)},format=raw,if=none,discard=unmap`,
+    "-device", "virtio-blk-device,drive=disk",
+    "-netdev", `tap,id=net0,ifname=${i.tap},script=no,downscript=no`,
+    "-device", `virtio-net-device,netdev=net0,mac=${i.mac}`,
+    "-pidfile", p.pidfile,
+  ];
+}
+
+/** Escapes a value inside a QEMU option list (a comma is written twice). */
+function opt(v: string): string {
+  return v.replaceAll(",", ",,");
+}

@@ -1,0 +1,146 @@
+/**
+ * The boot sequence of one VM: directory, disk, tap, QEMU, QMP, agent,
+ * CONFIGURE. On any failure everything made so far is removed before the
+ * error is thrown.
+ */
+import type { ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, rm } from "node:fs/promises";
+import { AgentClient } from "../agent/agent-client.js";
+import { RuntimeError, isRuntimeError } from "../errors.js";
+import type { Accel } from "../host-info.js";
+import type { ImageStore } from "../images/image-store.js";
+import type { HostNetwork } from "../network/host-network.js";
+import type { MachineSpec } from "../runtime.js";
+import { buildQemuArgs } from "./qemu-args.js";
+import { QmpClient } from "./qmp-client.js";
+import type { RuntimeLogger } from "./runtime-logger.js";
+import { writeVmMeta } from "./vm-meta.js";
+import { sandboxesDir, vmPaths, type VmPaths } from "./vm-paths.js";
+import { consoleTail, killAndWait, spawnDetached } from "./vm-process.js";
+
+/** What `bootVm` needs from the runtime. */
+export interface BootDeps {
+  dataDir: string;
+  images: ImageStore;
+  network: HostNetwork;
+  log: RuntimeLogger;
+  binary: string;
+  accel: Accel;
+  bootTimeoutMs: number;
+  /** Removes what a previous VM of the same id may have left. */
+  removeLeftovers(id: string): Promise<void>;
+}
+
+/** A VM whose agent answered and took its identity. */
+export interface BootedVm {
+  id: string;
+  pid: number;
+  paths: VmPaths;
+  tap: string;
+  agent: AgentClient;
+  qmp: QmpClient;
+  /** Still carries a provisional "exit" listener: replace it. */
+  child: ChildProcess;
+  /** Start of boot to the agent's HELLO answer. */
+  bootMs: number;
+}
+
+/**
+ * Boots `spec`. Rejects RuntimeError: "boot_failed" for anything about the
+ * guest (QEMU exit, no agent in time, abort; the console's tail is in the
+ * message), "internal" for host failures (disk, tap).
+ */
+export async function bootVm(d: BootDeps, spec: MachineSpec, signal: AbortSignal): Promise<BootedVm> {
+  const t0 = Date.now();
+  const paths = vmPaths(d.dataDir, spec.id);
+  let tap: string | undefined;
+  let pid: number | undefined;
+  let exitedWith: string | undefined;
+  const exited = new AbortController();
+  let agent: AgentClient | undefined;
+  let qmp: QmpClient | undefined;
+  try {
+    const rootfs = imagePath(d.images, spec.rootfs);
+    const kernel = d.images.kernel();
+    await d.removeLeftovers(spec.id);
+    await mkdir(sandboxesDir(d.dataDir), { recursive: true, mode: 0o700 });
+    await mkdir(paths.dir, { mode: 0o700 });
+    await d.images.createDisk(paths.disk, spec.diskMib).catch((err: unknown) => {
+      throw new RuntimeError("internal", `could not create the disk of ${spec.id}: ${(err as Error).message}`, { cause: err });
+    });
+    signal.throwIfAborted();
+    tap = await d.network.createTap(spec.id);
+    await writeVmMeta(paths.meta, {
+      id: spec.id,
+      tap,
+      vcpu: spec.vcpu,
+      memMib: spec.memMib,
+      rootfs: spec.rootfs,
+      createdAt: new Date().toISOString(),
+    });
+    const args = buildQemuArgs({
+      id: spec.id,
+      accel: d.accel,
+      vcpu: spec.vcpu,
+      memMib: spec.memMib,
+      paths,
+      kernel,
+      rootfsPath: rootfs,
+      tap,
+      mac: spec.net.mac,
+    });
+    signal.throwIfAborted();
+    // `ip netns exec` execs QEMU in place: the child's pid is QEMU's.
+    const child = spawnDetached([...d.network.execPrefix(), d.binary, ...args], paths.dir, paths.qemuLog);
+    pid = child.pid;
+    const onGone = (how: string) => {
+      exitedWith ??= how;
+      exited.abort(new Error(how));
+    };
+    child.once("error", (e) => onGone(`spawn failed: ${e.message}`));
+    child.once("exit", (code, sig) => onGone(sig ? `QEMU killed by ${sig}` : `QEMU exited with code ${code}`));
+    if (pid === undefined) throw new Error("spawn failed");
+    const bootSignal = AbortSignal.any([signal, exited.signal]);
+    qmp = await QmpClient.connect(paths.qmp, { timeoutMs: 10_000, signal: bootSignal });
+    agent = await AgentClient.connect(paths.agent, { timeoutMs: d.bootTimeoutMs, signal: bootSignal });
+    const bootMs = Date.now() - t0;
+    await agent.configure({
+      hostname: spec.name,
+      net: { ...spec.net },
+      envs: spec.envs,
+      sshPubkeys: spec.sshPubkeys,
+      rngSeed: randomBytes(32),
+      wallClockMs: Date.now(),
+    });
+    signal.throwIfAborted();
+    if (exitedWith) throw new Error(exitedWith);
+    return { id: spec.id, pid, paths, tap, agent, qmp, child, bootMs };
+  } catch (err) {
+    agent?.close();
+    qmp?.close();
+    if (pid !== undefined) await killAndWait(pid, 0).catch(() => {});
+    const tail = await consoleTail(paths);
+    if (tap) await d.network.deleteTap(tap).catch(() => {});
+    await rm(paths.dir, { recursive: true, force: true }).catch(() => {});
+    // Host-side failures keep their code; anything about the guest is a boot failure.
+    if (!exitedWith && !signal.aborted && (isRuntimeError(err, "internal") || isRuntimeError(err, "no_capacity"))) throw err;
+    if (!exitedWith && !signal.aborted && isRuntimeError(err, "boot_failed") && !tail) throw err;
+    const why = signal.aborted
+      ? `create aborted: ${String((signal.reason as Error | undefined)?.message ?? signal.reason)}`
+      : (exitedWith ?? (err as Error).message);
+    d.log.warn({ id: spec.id, err, console: tail }, "VM boot failed");
+    throw new RuntimeError("boot_failed", `VM ${spec.id} failed to boot: ${why}${tail ? `\n--- console ---\n${tail}` : ""}`, {
+      cause: err,
+    });
+  }
+}
+
+/** Base image path of `name`; unknown or unbuilt image → boot_failed. */
+function imagePath(images: ImageStore, name: string): string {
+  try {
+    return images.rootfs(name).path;
+  } catch (err) {
+    throw new RuntimeError("boot_failed", `image ${name} is not available on this host`, { cause: err });
+  }
+}

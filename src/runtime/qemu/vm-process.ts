@@ -1,0 +1,168 @@
+/**
+ * Host-process helpers for VMM processes: spawning them detached, finding
+ * them again through /proc, killing them, and the console log's tail and
+ * rotation.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { open, readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { sandboxesDir, type VmPaths } from "./vm-paths.js";
+
+/**
+ * Starts `argv` in its own session with stdio going to `logFile`, and unrefs
+ * it: the VM outlives the server. The returned child reports its exit while
+ * this server runs.
+ */
+export function spawnDetached(argv: string[], cwd: string, logFile: string): ChildProcess {
+  const fd = openSync(logFile, "a", 0o600);
+  try {
+    const child = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: ["ignore", fd, fd] });
+    child.unref();
+    return child;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Whether `pid` exists and is not a zombie. */
+export async function isAlive(pid: number): Promise<boolean> {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+  try {
+    const s = await readFile(`/proc/${pid}/stat`, "utf8");
+    // State follows the parenthesised command name, which may hold spaces.
+    return s.slice(s.lastIndexOf(")") + 2, s.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** argv of `pid` from /proc, or undefined when it is gone. */
+export async function processArgv(pid: number): Promise<string[] | undefined> {
+  try {
+    const raw = await readFile(`/proc/${pid}/cmdline`, "utf8");
+    return raw.split("\0").filter((s) => s !== "");
+  } catch {
+    return undefined;
+  }
+}
+
+/** Pid from QEMU's pidfile, or undefined. */
+export async function readPidfile(file: string): Promise<number | undefined> {
+  try {
+    const n = Number((await readFile(file, "utf8")).trim());
+    return Number.isInteger(n) && n > 1 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether `pid` is the VMM of the VM in `dir`: a live process whose argv
+ * names that directory (guards against a recycled pid).
+ */
+export async function isVmmOf(pid: number, dir: string): Promise<boolean> {
+  const argv = await processArgv(pid);
+  if (!argv || !(await isAlive(pid))) return false;
+  return argv.some((a) => a.includes(dir + path.sep));
+}
+
+/** A VMM process found in /proc: its pid and the sandbox id in its argv. */
+export interface FoundVmm {
+  pid: number;
+  id: string;
+}
+
+/** Every live process whose argv points into `<dataDir>/sandboxes/<id>/`. */
+export async function findVmmProcesses(dataDir: string, binary: string): Promise<FoundVmm[]> {
+  const prefix = sandboxesDir(dataDir) + path.sep;
+  const base = path.basename(binary);
+  const found: FoundVmm[] = [];
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    if (pid === process.pid) continue;
+    const argv = await processArgv(pid);
+    if (!argv?.length || !argv.some((a) => path.basename(a) === base)) continue;
+    for (const a of argv) {
+      const at = a.indexOf(prefix);
+      if (at < 0) continue;
+      const id = a.slice(at + prefix.length).split(path.sep)[0];
+      if (id && (await isAlive(pid))) found.push({ pid, id });
+      break;
+    }
+  }
+  return found;
+}
+
+/** Polls until `pid` is gone; true when it went within `timeoutMs`. */
+export async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (await isAlive(pid)) {
+    if (Date.now() >= deadline) return false;
+    await sleep(20);
+  }
+  return true;
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+export async function killAndWait(pid: number, graceMs = 1500): Promise<void> {
+  if (!(await isAlive(pid))) return;
+  signal(pid, "SIGTERM");
+  if (await waitGone(pid, graceMs)) return;
+  signal(pid, "SIGKILL");
+  if (!(await waitGone(pid, 5000))) throw new Error(`process ${pid} survived SIGKILL`);
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+/** The last `bytes` of the console (rotated part included), for error messages. */
+export async function consoleTail(paths: VmPaths, bytes = 2048): Promise<string> {
+  const parts: Buffer[] = [];
+  for (const f of [paths.consoleOld, paths.console, paths.qemuLog]) {
+    try {
+      const h = await open(f, "r");
+      try {
+        const { size } = await h.stat();
+        const len = Math.min(size, bytes);
+        const b = Buffer.alloc(len);
+        await h.read(b, 0, len, size - len);
+        parts.push(b);
+      } finally {
+        await h.close();
+      }
+    } catch {
+      // missing file
+    }
+  }
+  const text = Buffer.concat(parts).toString("utf8");
+  return text.slice(-bytes).trim();
+}
+
+/**
+ * Keeps console.log under `maxBytes`: past it, the file's content moves to
+ * console.log.1 (replacing the previous one) and console.log is truncated.
+ * QEMU appends (O_APPEND), so it continues at the new end. Lines written
+ * between the copy and the truncate are lost: acceptable for a console.
+ */
+export async function rotateConsole(paths: VmPaths, maxBytes: number): Promise<void> {
+  try {
+    const { size } = await stat(paths.console);
+    if (size <= maxBytes) return;
+    await writeFile(paths.consoleOld, await readFile(paths.console), { mode: 0o600 });
+    await truncate(paths.console, 0);
+  } catch {
+    // the VM is going away
+  }
+}

@@ -1,0 +1,107 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { buildQemuArgs, type QemuArgsInput } from "../../../src/runtime/qemu/qemu-args.js";
+import { checkSocketPathLength, vmPaths } from "../../../src/runtime/qemu/vm-paths.js";
+
+const ID = "sb_01JABCDEFGHJKMNPQRSTVWXYZ0";
+
+function input(over: Partial<QemuArgsInput> = {}): QemuArgsInput {
+  return {
+    id: ID,
+    accel: "tcg",
+    vcpu: 2,
+    memMib: 1024,
+    paths: vmPaths("/var/lib/hutch", ID),
+    kernel: { vmlinux: "/c/vmlinux", initrd: "/c/initrd.img", cmdline: "console=ttyS0 quiet" },
+    rootfsPath: "/c/images/minimal-1.ext4",
+    tap: "hvqrstvwxyz0",
+    mac: "02:fc:c0:a8:00:0c",
+    ...over,
+  };
+}
+
+/** Value following `flag` each time it occurs. */
+function values(args: string[], flag: string): string[] {
+  return args.flatMap((a, i) => (a === flag ? [args[i + 1]!] : []));
+}
+
+test("shape maps to -smp and -m", () => {
+  const a = buildQemuArgs(input({ vcpu: 4, memMib: 2048 }));
+  assert.deepEqual(values(a, "-smp"), ["4"]);
+  assert.deepEqual(values(a, "-m"), ["2048M"]);
+});
+
+test("accelerator: TCG uses -cpu max, KVM -cpu host", () => {
+  const t = buildQemuArgs(input());
+  assert.deepEqual(values(t, "-accel"), ["tcg"]);
+  assert.deepEqual(values(t, "-cpu"), ["max"]);
+  const k = buildQemuArgs(input({ accel: "kvm" }));
+  assert.deepEqual(values(k, "-accel"), ["kvm"]);
+  assert.deepEqual(values(k, "-cpu"), ["host"]);
+});
+
+test("microvm, no defaults, sandboxed, no display, exits instead of rebooting", () => {
+  const a = buildQemuArgs(input());
+  assert.deepEqual(values(a, "-M"), ["microvm,x-option-roms=off,isa-serial=on,rtc=on"]);
+  for (const f of ["-nodefaults", "-no-user-config", "-no-reboot"]) assert.ok(a.includes(f), f);
+  assert.deepEqual(values(a, "-display"), ["none"]);
+  assert.deepEqual(values(a, "-sandbox"), ["on"]);
+  assert.ok(!a.includes("-enable-kvm") && !a.includes("-monitor"));
+  assert.deepEqual(values(a, "-name"), [ID], "the id is in argv for reconcile");
+});
+
+test("base disk is read-only, the sandbox disk writable and inside the VM dir", () => {
+  const a = buildQemuArgs(input());
+  const drives = values(a, "-drive");
+  assert.equal(drives.length, 2);
+  assert.match(drives[0]!, /^id=base,file=\/c\/images\/minimal-1\.ext4,format=raw,if=none,readonly=on$/);
+  assert.match(drives[1]!, new RegExp(`^id=disk,file=/var/lib/hutch/sandboxes/${ID}/disk\\.img,format=raw`));
+  assert.ok(!drives[1]!.includes("readonly"));
+  assert.equal(values(a, "-device").filter((d) => d.startsWith("virtio-blk-device")).length, 2);
+});
+
+test("QMP, agent and console live in the VM directory; exactly one monitor", () => {
+  const a = buildQemuArgs(input());
+  const dir = `/var/lib/hutch/sandboxes/${ID}`;
+  const chardevs = values(a, "-chardev");
+  assert.deepEqual(chardevs, [
+    `socket,id=qmp,path=${dir}/qmp.sock,server=on,wait=off`,
+    `file,id=con,path=${dir}/console.log,append=on`,
+    `socket,id=agent,path=${dir}/agent.sock,server=on,wait=off`,
+  ]);
+  assert.deepEqual(values(a, "-mon"), ["chardev=qmp,mode=control"]);
+  assert.deepEqual(values(a, "-serial"), ["chardev:con"]);
+  // A serial port, not a console: QEMU drops console bytes the host cannot take at once.
+  assert.ok(values(a, "-device").includes("virtserialport,chardev=agent,name=hutch.agent"));
+  assert.ok(!values(a, "-device").some((d) => d.startsWith("virtconsole")));
+  assert.deepEqual(values(a, "-pidfile"), [`${dir}/qemu.pid`]);
+});
+
+test("tap NIC with the spec's MAC", () => {
+  const a = buildQemuArgs(input());
+  assert.deepEqual(values(a, "-netdev"), ["tap,id=net0,ifname=hvqrstvwxyz0,script=no,downscript=no"]);
+  assert.ok(values(a, "-device").includes("virtio-net-device,netdev=net0,mac=02:fc:c0:a8:00:0c"));
+});
+
+test("kernel, initrd and cmdline from the image store", () => {
+  const a = buildQemuArgs(input());
+  assert.deepEqual(values(a, "-kernel"), ["/c/vmlinux"]);
+  assert.deepEqual(values(a, "-initrd"), ["/c/initrd.img"]);
+  assert.deepEqual(values(a, "-append"), ["console=ttyS0 quiet"]);
+});
+
+test("commas in paths are escaped for QEMU option lists", () => {
+  const a = buildQemuArgs(input({ rootfsPath: "/c/a,b.ext4" }));
+  assert.match(values(a, "-drive")[0]!, /file=\/c\/a,,b\.ext4,/);
+});
+
+test("rejects bad shapes and MACs", () => {
+  assert.throws(() => buildQemuArgs(input({ vcpu: 0 })), /vcpu/);
+  assert.throws(() => buildQemuArgs(input({ memMib: 1.5 })), /memMib/);
+  assert.throws(() => buildQemuArgs(input({ mac: "02:fc:zz:00:00:00" })), /MAC/);
+});
+
+test("socket path length is checked against the unix limit", () => {
+  assert.doesNotThrow(() => checkSocketPathLength("/var/lib/hutch"));
+  assert.throws(() => checkSocketPathLength("/" + "x".repeat(70)), /too long/);
+});
