@@ -1,0 +1,59 @@
+/**
+ * Builds the Fastify application. Never listens (see server.ts), so tests
+ * and benchmarks can run it on any port. Order: request id, errors, auth,
+ * then routes.
+ */
+import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync } from "fastify";
+import type { Logger } from "pino";
+import type { Services } from "../core/services.js";
+import type { ApiSettings } from "./api-settings.js";
+import { authPlugin } from "./plugins/auth.js";
+import { errorHandlerPlugin } from "./plugins/error-handler.js";
+import fp from "./plugins/fastify-plugin.js";
+import { genReqId, requestIdPlugin } from "./plugins/request-id.js";
+import { catalogRoutes } from "./routes/catalog/index.js";
+import { healthRoutes } from "./routes/health/index.js";
+import { sandboxRoutes } from "./routes/sandboxes/index.js";
+import { whoamiRoutes } from "./routes/whoami/index.js";
+
+export interface AppOptions {
+  services: Services;
+  settings: ApiSettings;
+  logger: Logger;
+}
+
+/** The whole API as one plugin (hooks apply app-wide). */
+export const hutchApi: FastifyPluginAsync<{ services: Services; settings: ApiSettings }> = fp(async (app, opts) => {
+  await app.register(requestIdPlugin);
+  await app.register(errorHandlerPlugin);
+  await app.register(authPlugin, { auth: opts.services.auth });
+  if ((app.log as Logger).isLevelEnabled("debug")) {
+    app.addHook("onResponse", async (request, reply) => {
+      request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, "request");
+    });
+  }
+  await app.register(healthRoutes, { services: opts.services });
+  await app.register(catalogRoutes, { services: opts.services, prefix: "/v1" });
+  await app.register(whoamiRoutes, { services: opts.services, prefix: "/v1" });
+  await app.register(sandboxRoutes, { services: opts.services, settings: opts.settings, prefix: "/v1/sandboxes" });
+}, "hutch-api");
+
+/** Creates the Fastify instance with the API registered; call `listen` or `inject` on it. */
+export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: opts.logger,
+    // Per-request info logs cost more than the GET itself; hutchApi logs at debug.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: opts.settings.bodyLimit,
+    genReqId,
+    requestIdHeader: false,
+    return503OnClosing: true,
+    forceCloseConnections: "idle",
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  // Body types are checked strictly (no coercion); query and params convert.
+  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  await app.register(hutchApi, { services: opts.services, settings: opts.settings });
+  await app.ready();
+  return app as unknown as FastifyInstance;
+}

@@ -1,0 +1,117 @@
+/**
+ * `hutch serve`: config → store (migrated) → bootstrap key → images →
+ * host network → QEMU runtime → services (recovered) → API listening.
+ */
+import { writeFile, chmod, mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import cliProgress from "cli-progress";
+import type { Logger } from "pino";
+import { buildApp } from "../../api/app.js";
+import { createLogger } from "../../api/logger.js";
+import { closeOnSignals, listen } from "../../api/server.js";
+import { AuthService } from "../../core/auth-service.js";
+import { SecretBox } from "../../core/secret-box.js";
+import { createServices, registerLocalHost } from "../../core/services.js";
+import { coreConfig, loadConfig, type ConfigFlags } from "../../config.js";
+import { ImageStore } from "../../runtime/images/image-store.js";
+import type { BuildProgress } from "../../runtime/images/build-progress.js";
+import { HostNetwork } from "../../runtime/network/host-network.js";
+import { QemuRuntime } from "../../runtime/qemu/qemu-runtime.js";
+import { kyselyRepositories } from "../../store/kysely-repositories.js";
+import { openDatabase } from "../../store/open-database.js";
+import { AGENT_DIR } from "./package-root.js";
+
+/** Progress of image builds: bars on a TTY, one log line per step otherwise. */
+function progressReporter(log: Logger): { update: (p: BuildProgress) => void; stop: () => void } {
+  if (!process.stderr.isTTY) {
+    const last = new Map<string, string>();
+    return {
+      update: (p) => {
+        const key = `${p.step}:${p.done}`;
+        if (last.get(p.image) === key) return;
+        last.set(p.image, key);
+        log.info({ image: p.image, step: p.step, done: p.done, total: p.total }, "building image");
+      },
+      stop: () => undefined,
+    };
+  }
+  const bars = new cliProgress.MultiBar({ format: "{image} [{bar}] {value}/{total} {step}", hideCursor: true, stream: process.stderr }, cliProgress.Presets.shades_classic);
+  const byImage = new Map<string, cliProgress.SingleBar>();
+  return {
+    update: (p) => {
+      let bar = byImage.get(p.image);
+      if (!bar) {
+        bar = bars.create(p.total, 0, { image: p.image, step: p.step });
+        byImage.set(p.image, bar);
+      }
+      bar.setTotal(p.total);
+      bar.update(p.done, { image: p.image, step: p.step });
+    },
+    stop: () => bars.stop(),
+  };
+}
+
+/** Runs the server until SIGINT/SIGTERM. */
+export async function serve(flags: ConfigFlags): Promise<void> {
+  const config = loadConfig(flags);
+  const log = createLogger(config.logLevel);
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+
+  const { db, dialect } = await openDatabase({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
+  log.info({ dialect, dataDir: config.dataDir }, "store ready");
+  const repos = kyselyRepositories(db);
+
+  const boot = await new AuthService(repos.users).ensureBootstrapKey(config.apiKey);
+  if (boot?.generated) {
+    const path = join(config.dataDir, "api-key");
+    await writeFile(path, `${boot.key}\n`, { mode: 0o600 });
+    await chmod(path, 0o600);
+    // Printed once, on stdout (not the log), so it is easy to copy.
+    process.stdout.write(`Generated the first API key (also saved to ${path}):\n${boot.key}\n`);
+  }
+
+  const images = new ImageStore({ cacheDir: config.cacheDir, agentDir: AGENT_DIR, log: (msg: string) => log.info({ component: "images" }, msg) });
+  const progress = progressReporter(log);
+  try {
+    await images.ensure(undefined, progress.update);
+  } finally {
+    progress.stop();
+  }
+
+  const network = new HostNetwork({ cidr: config.networkCidr, dns: config.dns, log: log.child({ component: "network" }) });
+  await network.ensure();
+
+  const runtime = new QemuRuntime({
+    dataDir: config.dataDir,
+    images,
+    network,
+    ...(config.accel ? { accel: config.accel } : {}),
+    ...(config.hostMemMib ? { memBudgetMib: config.hostMemMib } : {}),
+    log: log.child({ component: "runtime" }),
+  });
+  const secrets = await SecretBox.fromKeyFile(join(config.dataDir, "secret.key"));
+  const services = createServices({ repos, runtime, secrets, config: coreConfig(config), log });
+  await registerLocalHost(services);
+  await services.sandboxes.recover();
+
+  const app = await buildApp({
+    services,
+    logger: log,
+    settings: {
+      ingress: { domain: config.ingressDomain, scheme: config.ingressScheme },
+      maxFileBytes: config.maxFileBytes,
+      execHeartbeatMs: 5000,
+      bodyLimit: 1024 * 1024,
+    },
+  });
+  const url = await listen(app, config.listenHost, config.listenPort);
+  process.stdout.write(`hutch listening on ${url}\n`);
+  log.info({ url, region: config.region, host: config.hostId }, "listening");
+
+  closeOnSignals(async () => {
+    await app.close();
+    await services.sandboxes.close();
+    await runtime.close();
+    await db.destroy();
+  }, (msg) => log.info(msg));
+}

@@ -1,0 +1,99 @@
+/**
+ * Every error core reports, in one place. Each carries a stable `code`, the
+ * HTTP status the API answers with and, for client errors, the offending
+ * fields (`{ field: message }`). The API's error handler turns these into
+ * JSend; messages of 5xx errors are never shown to clients.
+ */
+import { isRuntimeError } from "../runtime/errors.js";
+import { InvalidTransitionError } from "./sandbox-state.js";
+
+export const ERROR_CODES = [
+  "validation",
+  "unauthorized",
+  "not_found",
+  "conflict",
+  "payload_too_large",
+  "no_capacity",
+  "bad_gateway",
+  "internal",
+  "not_ready",
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+const STATUS: Record<ErrorCode, number> = {
+  validation: 400,
+  unauthorized: 401,
+  not_found: 404,
+  conflict: 409,
+  payload_too_large: 413,
+  no_capacity: 503,
+  bad_gateway: 502,
+  internal: 500,
+  not_ready: 503,
+};
+
+/** An error with a stable code, an HTTP status and (below 500) field messages. */
+export class AppError extends Error {
+  override readonly name = "AppError";
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly fields: Record<string, string> = {},
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.status = STATUS[code];
+  }
+}
+
+/** 400 naming one field. */
+export function invalid(field: string, message: string): AppError {
+  return new AppError("validation", `${field}: ${message}`, { [field]: message });
+}
+
+/** 404 for a resource the caller cannot see (missing or another tenant's). */
+export function notFound(what = "sandbox"): AppError {
+  return new AppError("not_found", `${what} not found`, { [what === "sandbox" ? "id" : what]: `${what} not found` });
+}
+
+/** 409 naming the field that conflicts. */
+export function conflict(field: string, message: string): AppError {
+  return new AppError("conflict", message, { [field]: message });
+}
+
+/** 503 when no host can take the VM. */
+export function noCapacity(cause?: unknown): AppError {
+  return new AppError("no_capacity", "no host capacity", {}, { cause });
+}
+
+/** 500 with a generic message; the cause goes to the log only. */
+export function internal(message: string, cause?: unknown): AppError {
+  return new AppError("internal", message, {}, { cause });
+}
+
+/** Maps a runtime (or transition) failure on an existing sandbox to an AppError. */
+export function fromRuntimeError(err: unknown, field = "path"): AppError {
+  if (err instanceof AppError) return err;
+  if (err instanceof InvalidTransitionError) {
+    return conflict("status", `sandbox is ${err.from}`);
+  }
+  if (isRuntimeError(err)) {
+    switch (err.code) {
+      case "not_found":
+        return new AppError("not_found", err.message, { [field]: err.message }, { cause: err });
+      case "invalid_path":
+        return new AppError("validation", err.message, { [field]: err.message }, { cause: err });
+      case "not_running":
+        return new AppError("conflict", "sandbox is not running", { status: "sandbox is not running" }, { cause: err });
+      case "no_capacity":
+        return noCapacity(err);
+      case "agent_error":
+        return new AppError("bad_gateway", "guest agent error", {}, { cause: err });
+      default:
+        return internal("runtime failure", err);
+    }
+  }
+  return internal("internal error", err);
+}

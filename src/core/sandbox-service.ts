@@ -1,0 +1,322 @@
+/**
+ * The sandbox lifecycle: create, read, list, patch, destroy, crash handling
+ * and start-up recovery. `#transition` is the one place a status changes:
+ * it asserts the move, persists it, then reports it.
+ */
+import { performance } from "node:perf_hooks";
+import type { Logger } from "pino";
+import { monotonicFactory } from "ulid";
+import { isRuntimeError } from "../runtime/errors.js";
+import type { MachineSpec, Runtime } from "../runtime/runtime.js";
+import type { CoreConfig } from "./core-config.js";
+import { AppError, conflict, internal, invalid, noCapacity, notFound } from "./errors.js";
+import { IpPool } from "./ip-pool.js";
+import { generateName } from "./name-generator.js";
+import { newSandboxRecord } from "./new-sandbox-record.js";
+import { UniqueViolationError, type Repositories } from "./repositories.js";
+import type { SandboxRecord, StatusPatch } from "./sandbox-record.js";
+import type { CreateSandboxInput, PatchSandboxInput } from "./sandbox-input.js";
+import { assertTransition, type SandboxStatus } from "./sandbox-state.js";
+import { validateCreate, validatePatch, type ValidCreate } from "./sandbox-validator.js";
+import { Scheduler } from "./scheduler.js";
+import type { SecretBox } from "./secret-box.js";
+
+const ulid = monotonicFactory();
+const NAME_ATTEMPTS = 8;
+const DESTROY_ATTEMPTS = 3;
+
+export interface SandboxServiceDeps {
+  repos: Repositories;
+  runtime: Runtime;
+  secrets: SecretBox;
+  config: CoreConfig;
+  log: Logger;
+}
+
+/** Listener for every persisted status change. */
+export type StatusListener = (record: SandboxRecord, from: SandboxStatus) => void;
+
+export class SandboxService {
+  readonly scheduler: Scheduler;
+  readonly #repos: Repositories;
+  readonly #runtime: Runtime;
+  readonly #secrets: SecretBox;
+  readonly #config: CoreConfig;
+  readonly #log: Logger;
+  readonly #pool: IpPool;
+  readonly #background = new Set<Promise<unknown>>();
+  readonly #listeners: StatusListener[] = [];
+  #ready = false;
+
+  constructor(deps: SandboxServiceDeps) {
+    this.#repos = deps.repos;
+    this.#runtime = deps.runtime;
+    this.#secrets = deps.secrets;
+    this.#config = deps.config;
+    this.#log = deps.log;
+    this.#pool = new IpPool(deps.config.networkCidr);
+    this.scheduler = new Scheduler({
+      sandboxes: deps.repos.sandboxes,
+      localHostId: deps.config.hostId,
+      capacity: () => deps.runtime.capacity(),
+      pool: this.#pool,
+    });
+    deps.runtime.onExit((id, reason) => this.#track(this.#onExit(id, reason)));
+  }
+
+  /** True once {@link recover} finished (readyz). */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /** Registers a listener called after each persisted transition. */
+  onStatus(listener: StatusListener): void {
+    this.#listeners.push(listener);
+  }
+
+  /**
+   * Creates a sandbox synchronously: admits and inserts it as `creating`,
+   * boots it, and returns it `running`. On a runtime failure the row becomes
+   * `failed` and a generic 500 is thrown (the cause is logged).
+   */
+  async create(userId: string, input: CreateSandboxInput): Promise<SandboxRecord> {
+    const started = performance.now();
+    const images = await this.#runtime.images();
+    const valid = validateCreate(input, {
+      region: this.#config.region,
+      rootfs: images.images.map((i) => i.name),
+      defaultRootfs: images.default,
+      disabledRootfs: this.#config.disabledRootfs,
+    });
+    if (valid.hostId !== undefined && !(await this.#repos.hosts.get(valid.hostId))) {
+      throw invalid("host_id", `unknown host "${valid.hostId.slice(0, 80)}"`);
+    }
+    const record = await this.#insert(userId, valid);
+    const spec: MachineSpec = {
+      id: record.id,
+      name: record.name,
+      vcpu: record.vcpu,
+      memMib: record.memMib,
+      diskMib: record.diskMib,
+      rootfs: record.rootfs,
+      net: { ip: record.ip, mac: record.mac, prefixLen: this.#pool.prefixLen, gateway: this.#pool.gateway, dns: this.#config.dns },
+      envs: valid.envs,
+      sshPubkeys: record.sshPubkeys,
+    };
+    try {
+      await this.#runtime.create(spec);
+    } catch (err) {
+      this.#log.error({ err, sandbox: record.id }, "sandbox failed to start");
+      await this.#transition(record, "failed").catch((e: unknown) => this.#log.error({ err: e, sandbox: record.id }, "could not mark failed"));
+      if (isRuntimeError(err, "no_capacity")) throw noCapacity(err);
+      throw internal("sandbox failed to start", err);
+    }
+    const spawnMs = Math.round((performance.now() - started) * 10) / 10;
+    return this.#transition(record, "running", { runningAt: nowIso(), spawnMs });
+  }
+
+  /** A sandbox the user owns; 404 otherwise. */
+  async get(userId: string, id: string): Promise<SandboxRecord> {
+    const rec = await this.#repos.sandboxes.getOwned(userId, id);
+    if (!rec) throw notFound();
+    return rec;
+  }
+
+  /** The user's sandboxes, newest first. */
+  list(userId: string, q: { status?: SandboxStatus; limit: number; offset: number }) {
+    return this.#repos.sandboxes.list({ userId, ...q });
+  }
+
+  /** The user's live sandbox with that IP, else the most recent one; 404 when none. */
+  async getByIp(userId: string, ip: string): Promise<SandboxRecord> {
+    const rows = await this.#repos.sandboxes.findByIp(userId, ip);
+    const rec = rows.find((r) => r.status !== "destroyed" && r.status !== "failed") ?? rows[0];
+    if (!rec) throw notFound();
+    return rec;
+  }
+
+  /** Changes only the sent settings; returns the updated sandbox. */
+  async patch(userId: string, id: string, input: PatchSandboxInput): Promise<SandboxRecord> {
+    const rec = await this.get(userId, id);
+    const changes = validatePatch(input);
+    if (Object.keys(changes).length === 0) return rec;
+    const now = nowIso();
+    await this.#repos.sandboxes.updateSettings(id, changes, now);
+    return { ...rec, ...changes, updatedAt: now };
+  }
+
+  /**
+   * Starts destroying a sandbox and answers at once (`destroying`); the VM is
+   * removed in the background and the row ends `destroyed`. Idempotent.
+   */
+  async destroy(userId: string, id: string): Promise<{ id: string; status: "destroying" | "destroyed" }> {
+    const rec = await this.get(userId, id);
+    switch (rec.status) {
+      case "destroyed":
+      case "destroying":
+        return { id, status: rec.status };
+      case "failed": {
+        // Nothing runs; clean up leftovers and close the record.
+        await this.#runtime.destroy(id).catch((err: unknown) => this.#log.warn({ err, sandbox: id }, "cleanup of failed sandbox"));
+        await this.#transition(rec, "destroyed", { destroyedAt: nowIso() });
+        return { id, status: "destroyed" };
+      }
+      case "creating":
+      case "forking":
+        throw conflict("status", `sandbox is ${rec.status}; retry once it settles`);
+      default: {
+        const next = await this.#transition(rec, "destroying");
+        this.#track(this.#finishDestroy(next));
+        return { id, status: "destroying" };
+      }
+    }
+  }
+
+  /** Per-status counts for whoami. */
+  async stats(userId: string): Promise<{ running: number; paused: number; other: number; total: number }> {
+    const counts = await this.#repos.sandboxes.countByStatus(userId);
+    let running = 0;
+    let paused = 0;
+    let other = 0;
+    for (const [status, n] of Object.entries(counts) as Array<[SandboxStatus, number]>) {
+      if (status === "running") running += n;
+      else if (status === "paused") paused += n;
+      else if (status !== "destroyed") other += n;
+    }
+    return { running, paused, other, total: running + paused + other };
+  }
+
+  /**
+   * Called once at start-up: re-attaches to VMs that should exist and settles
+   * every transient status, so nothing stays stuck after a restart.
+   */
+  async recover(): Promise<void> {
+    const rows = await this.#repos.sandboxes.listByStatus(["creating", "running", "pausing", "resuming", "forking", "destroying", "paused", "error"]);
+    // Everything whose VM (or its files: a paused bundle) should still exist;
+    // the runtime removes whatever else it finds.
+    const keep = rows.filter((r) => r.status !== "creating" && r.status !== "destroying");
+    const alive = new Set((await this.#runtime.reconcile(keep.map((r) => r.id))).map((m) => m.id));
+    for (const rec of rows) {
+      try {
+        switch (rec.status) {
+          case "creating":
+            await this.#runtime.destroy(rec.id);
+            await this.#transition(rec, "failed");
+            break;
+          case "destroying":
+            await this.#finishDestroy(rec);
+            break;
+          case "running":
+            if (!alive.has(rec.id)) await this.#transition(rec, "failed");
+            break;
+          case "pausing":
+          case "resuming":
+            await this.#transition(rec, alive.has(rec.id) ? "running" : "failed");
+            break;
+          case "forking":
+            await this.#transition(rec, "paused");
+            break;
+          default:
+            break;
+        }
+      } catch (err) {
+        this.#log.error({ err, sandbox: rec.id, status: rec.status }, "recovery of sandbox failed");
+      }
+    }
+    this.#log.info({ checked: rows.length, alive: alive.size }, "recovered sandboxes");
+    this.#ready = true;
+  }
+
+  /** Waits for background work (destroys, exit handling) to finish. */
+  async close(): Promise<void> {
+    while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
+  }
+
+  /** Decrypted envs of a sandbox (only for the runtime; never log them). */
+  envsOf(rec: SandboxRecord): Record<string, string> {
+    return rec.envsSealed ? (JSON.parse(this.#secrets.open(rec.envsSealed)) as Record<string, string>) : {};
+  }
+
+  async #insert(userId: string, valid: ValidCreate): Promise<SandboxRecord> {
+    const envKeys = Object.keys(valid.envs);
+    const envsSealed = envKeys.length > 0 ? this.#secrets.seal(JSON.stringify(valid.envs)) : null;
+    for (let attempt = 0; ; attempt++) {
+      const name = valid.name ?? generateName(attempt >= 3);
+      try {
+        return await this.scheduler.admit({ memMib: valid.shape.memMib, ...(valid.hostId ? { hostId: valid.hostId } : {}) }, async (p) => {
+          const record = newSandboxRecord({
+            id: `sb_${ulid()}`,
+            userId,
+            name,
+            valid,
+            placement: p,
+            envKeys,
+            envsSealed,
+            bandwidthQuotaBytes: this.#config.defaultBandwidthQuotaBytes,
+            now: nowIso(),
+          });
+          await this.#repos.sandboxes.insert(record);
+          this.#log.info({ sandbox: record.id, name, ip: record.ip, user: userId }, "sandbox status creating");
+          return record;
+        });
+      } catch (err) {
+        if (!(err instanceof UniqueViolationError)) throw err;
+        if (err.target === "name" && valid.name !== undefined) throw conflict("name", `name "${valid.name}" is already in use`);
+        if (attempt + 1 >= NAME_ATTEMPTS) throw internal("could not allocate a unique name/IP", err);
+      }
+    }
+  }
+
+  /** The only place a status changes: assert, persist (if still `from`), report. */
+  async #transition(rec: SandboxRecord, to: SandboxStatus, patch: StatusPatch = {}): Promise<SandboxRecord> {
+    assertTransition(rec.status, to);
+    const now = nowIso();
+    const ok = await this.#repos.sandboxes.updateStatus(rec.id, rec.status, to, patch, now);
+    if (!ok) {
+      const current = await this.#repos.sandboxes.get(rec.id);
+      throw new AppError("conflict", `sandbox moved to ${current?.status ?? "unknown"}`, { status: `sandbox is ${current?.status ?? "gone"}` });
+    }
+    const next: SandboxRecord = { ...rec, ...patch, status: to, updatedAt: now };
+    this.#log.info({ sandbox: rec.id, from: rec.status, to }, `sandbox status ${to}`);
+    for (const l of this.#listeners) l(next, rec.status);
+    return next;
+  }
+
+  async #finishDestroy(rec: SandboxRecord): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#runtime.destroy(rec.id);
+        break;
+      } catch (err) {
+        this.#log.error({ err, sandbox: rec.id, attempt }, "runtime destroy failed");
+        if (attempt >= DESTROY_ATTEMPTS) {
+          await this.#transition(rec, "failed");
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 200 * attempt));
+      }
+    }
+    await this.#transition(rec, "destroyed", { destroyedAt: nowIso() });
+  }
+
+  async #onExit(id: string, reason: string): Promise<void> {
+    const rec = await this.#repos.sandboxes.get(id);
+    if (!rec) return;
+    if (rec.status === "running" || rec.status === "pausing" || rec.status === "resuming") {
+      this.#log.warn({ sandbox: id, reason }, "sandbox VM exited unexpectedly");
+      await this.#transition(rec, "failed");
+    }
+  }
+
+  #track(p: Promise<unknown>): void {
+    const tracked = p
+      .catch((err: unknown) => this.#log.error({ err }, "background task failed"))
+      .finally(() => this.#background.delete(tracked));
+    this.#background.add(tracked);
+  }
+}
+
+/** Current time, RFC 3339 UTC with milliseconds. */
+export function nowIso(): string {
+  return new Date().toISOString();
+}

@@ -1,0 +1,60 @@
+/**
+ * Wires core's services from a runtime, repositories and a secret box: the
+ * single object the API and the CLI receive.
+ */
+import type { Logger } from "pino";
+import type { Runtime } from "../runtime/runtime.js";
+import { AuthService } from "./auth-service.js";
+import { CachedSandboxRepository } from "./cached-sandbox-repository.js";
+import { CatalogService } from "./catalog-service.js";
+import type { CoreConfig } from "./core-config.js";
+import { GuestService } from "./guest-service.js";
+import type { Repositories } from "./repositories.js";
+import { SandboxService } from "./sandbox-service.js";
+import type { SecretBox } from "./secret-box.js";
+
+export interface Services {
+  sandboxes: SandboxService;
+  guest: GuestService;
+  catalog: CatalogService;
+  auth: AuthService;
+  repos: Repositories;
+  config: CoreConfig;
+}
+
+/** Builds every core service; call `sandboxes.recover()` before serving. */
+export function createServices(deps: {
+  repos: Repositories;
+  runtime: Runtime;
+  secrets: SecretBox;
+  config: CoreConfig;
+  log: Logger;
+  authCacheTtlMs?: number;
+}): Services {
+  // The service reads rows by id on every GET: serve those from memory.
+  const repos: Repositories = { ...deps.repos, sandboxes: new CachedSandboxRepository(deps.repos.sandboxes) };
+  const sandboxes = new SandboxService({ ...deps, repos });
+  return {
+    sandboxes,
+    guest: new GuestService({ sandboxes, runtime: deps.runtime }),
+    catalog: new CatalogService({
+      runtime: deps.runtime,
+      hosts: deps.repos.hosts,
+      scheduler: sandboxes.scheduler,
+      disabledRootfs: deps.config.disabledRootfs,
+    }),
+    auth: new AuthService(deps.repos.users, deps.authCacheTtlMs !== undefined ? { cacheTtlMs: deps.authCacheTtlMs } : {}),
+    repos,
+    config: deps.config,
+  };
+}
+
+/** Registers this server's host row (single local host for now). */
+export async function registerLocalHost(services: Services): Promise<void> {
+  await services.repos.hosts.upsert({
+    id: services.config.hostId,
+    region: services.config.region,
+    status: "active",
+    createdAt: new Date().toISOString(),
+  });
+}
