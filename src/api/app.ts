@@ -4,13 +4,13 @@
  * then routes.
  */
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync } from "fastify";
+import Fastify, { LogController, type FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { Services } from "../core/services.js";
 import type { ApiSettings } from "./api-settings.js";
 import { authPlugin } from "./plugins/auth.js";
 import { errorHandlerPlugin } from "./plugins/error-handler.js";
-import fp from "./plugins/fastify-plugin.js";
+import fp from "fastify-plugin";
 import { genReqId, requestIdPlugin } from "./plugins/request-id.js";
 import { catalogRoutes } from "./routes/catalog/index.js";
 import { healthRoutes } from "./routes/health/index.js";
@@ -24,7 +24,9 @@ export interface AppOptions {
 }
 
 /** The whole API as one plugin (hooks apply app-wide). */
-export const hutchApi: FastifyPluginAsync<{ services: Services; settings: ApiSettings }> = fp(async (app, opts) => {
+type HutchApiOptions = { services: Services; settings: ApiSettings };
+
+export const hutchApi = fp<HutchApiOptions>(async (app: FastifyInstance, opts: HutchApiOptions) => {
   await app.register(requestIdPlugin);
   await app.register(errorHandlerPlugin);
   await app.register(authPlugin, { auth: opts.services.auth });
@@ -37,7 +39,7 @@ export const hutchApi: FastifyPluginAsync<{ services: Services; settings: ApiSet
   await app.register(catalogRoutes, { services: opts.services, prefix: "/v1" });
   await app.register(whoamiRoutes, { services: opts.services, prefix: "/v1" });
   await app.register(sandboxRoutes, { services: opts.services, settings: opts.settings, prefix: "/v1/sandboxes" });
-}, "hutch-api");
+}, { name: "hutch-api" });
 
 /** Creates the Fastify instance with the API registered; call `listen` or `inject` on it. */
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {

@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { AuthService } from "../../core/auth-service.js";
 import type { UserRecord } from "../../core/repositories.js";
 import { sendFail } from "./error-handler.js";
-import fp from "./fastify-plugin.js";
+import fp from "fastify-plugin";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -39,4 +39,4 @@ export const authPlugin = fp(async (app: FastifyInstance, opts: { auth: AuthServ
     if (!user) return sendFail(reply, 401, { api_key: "missing or invalid API key" });
     request.user = user;
   });
-}, "auth");
+}, { name: "auth" });

@@ -5,7 +5,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { AppError } from "../../core/errors.js";
-import fp from "./fastify-plugin.js";
+import fp from "fastify-plugin";
 
 interface SchemaIssue {
   instancePath?: string;
@@ -89,4 +89,4 @@ export const errorHandlerPlugin = fp(async (app: FastifyInstance) => {
   app.setNotFoundHandler((request, reply) => {
     return sendFail(reply, 404, { route: `no route ${request.method} ${request.url.split("?")[0]}` });
   });
-}, "error-handler");
+}, { name: "error-handler" });

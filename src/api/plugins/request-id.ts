@@ -5,7 +5,7 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { FastifyInstance } from "fastify";
-import fp from "./fastify-plugin.js";
+import fp from "fastify-plugin";
 
 const SANE = /^[A-Za-z0-9._:\-]{1,128}$/;
 
@@ -20,4 +20,4 @@ export const requestIdPlugin = fp(async (app: FastifyInstance) => {
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
   });
-}, "request-id");
+}, { name: "request-id" });
