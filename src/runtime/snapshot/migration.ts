@@ -1,0 +1,70 @@
+/**
+ * Saving and loading VM state through QMP migration to/from a file. QEMU 7.2
+ * has no `file:` migration URI, so the stream goes through `exec:cat`.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import type { QmpClient } from "../qemu/qmp-client.js";
+
+/** max-bandwidth in bytes/s: high enough never to throttle a local file. */
+const UNLIMITED_BANDWIDTH = 8 * 1024 ** 3;
+
+/** What `query-migrate` reports. */
+interface MigrateInfo {
+  status?: string;
+  "error-desc"?: string;
+  ram?: { transferred?: number };
+}
+
+/** A shell-safe single-quoted path for `exec:` URIs (run by /bin/sh). */
+export function shQuote(p: string): string {
+  return `'${p.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * Sets `x-ignore-shared`: RAM blocks mapped share=on are left out of the
+ * stream (the file holds them). Must be the same on both ends of a stream.
+ */
+export async function setIgnoreShared(qmp: QmpClient, on: boolean): Promise<void> {
+  await qmp.execute("migrate-set-capabilities", {
+    capabilities: [{ capability: "x-ignore-shared", state: on }],
+  });
+}
+
+/** Polls `query-migrate` until completed; rejects on failed/cancelled or after `timeoutMs`. */
+export async function waitMigration(qmp: QmpClient, timeoutMs: number, what: string): Promise<MigrateInfo> {
+  const deadline = Date.now() + timeoutMs;
+  let delay = 2;
+  for (;;) {
+    const info = await qmp.execute<MigrateInfo>("query-migrate");
+    if (info.status === "completed") return info;
+    if (info.status === "failed" || info.status === "cancelled") {
+      throw new Error(`${what}: migration ${info.status}${info["error-desc"] ? `: ${info["error-desc"]}` : ""}`);
+    }
+    if (Date.now() >= deadline) throw new Error(`${what}: migration not done in ${timeoutMs} ms (status ${info.status})`);
+    await sleep(delay);
+    delay = Math.min(delay * 2, 25);
+  }
+}
+
+/**
+ * Writes the state of a VM (already `stop`ped) to `file`. With `ignoreShared`
+ * only device/CPU state is written; otherwise all RAM too.
+ */
+export async function saveState(qmp: QmpClient, file: string, ignoreShared: boolean, timeoutMs = 60_000): Promise<void> {
+  await setIgnoreShared(qmp, ignoreShared);
+  // QEMU throttles migration to 128 MiB/s by default (meant for live
+  // migration over a network); a stopped VM to a local file wants no limit.
+  await qmp.execute("migrate-set-parameters", { "max-bandwidth": UNLIMITED_BANDWIDTH });
+  await qmp.execute("migrate", { uri: `exec:cat > ${shQuote(file)}` });
+  await waitMigration(qmp, timeoutMs, "save");
+}
+
+/**
+ * Loads `file` into a VM started with `-incoming defer` (its capabilities
+ * must match the ones the file was saved with). The VM stays paused: `cont` it.
+ */
+export async function loadState(qmp: QmpClient, file: string, ignoreShared: boolean, timeoutMs = 60_000): Promise<void> {
+  await setIgnoreShared(qmp, ignoreShared);
+  await qmp.execute("migrate-incoming", { uri: `exec:cat ${shQuote(file)}` });
+  await waitMigration(qmp, timeoutMs, "load");
+}

@@ -1,0 +1,169 @@
+/**
+ * Pause a running VM to files (QEMU gone) and resume it.
+ *
+ * Pause: `stop` → `migrate exec:cat > state.tmp` → rename → bundle.json →
+ * `quit`. What the stream holds depends on the VM's RAM:
+ * - share=on file of its own (`mem`): device state only (x-ignore-shared) —
+ *   the file is the RAM; tens of ms and ~100 KB.
+ * - private mapping (a template clone, a fork) or anonymous RAM: all RAM
+ *   (zero pages cost a few bytes each). A clone's written pages live only in
+ *   its QEMU process (MAP_PRIVATE copies), so they must be streamed out.
+ * Resume: QEMU with the same layout, `-S -incoming defer`, same capability,
+ * `migrate-incoming exec:cat state`, `cont`, agent HELLO, CONFIGURE (clock,
+ * RNG seed). A "stream" bundle of a file-backed VM is loaded into a fresh
+ * `mem` mapped share=on, so every later pause of it writes device state only.
+ */
+import { open, rename, rm, stat, unlink } from "node:fs/promises";
+import path from "node:path";
+import { AgentClient } from "../agent/agent-client.js";
+import { readVmMeta, writeVmMeta } from "../qemu/vm-meta.js";
+import { applyIdentity, type GuestIdentity } from "./guest-identity.js";
+import { loadState, saveState } from "./migration.js";
+import { readBundle, writeBundle, BUNDLE_VERSION, type BundleMem, type PausedBundle } from "./paused-bundle.js";
+import type { RamBacking } from "./snapshot-args.js";
+import { snapPaths } from "./snapshot-paths.js";
+import { launchVm, stopVm, withTail, type SnapVm, type SnapshotDeps } from "./snapshot-vm.js";
+
+export interface PauseResult {
+  bundle: PausedBundle;
+  /** `stop` to QEMU gone (ms). */
+  pauseMs: number;
+}
+
+/**
+ * Pauses `vm` (attached, running) into its directory and ends its QEMU
+ * process. The tap is deleted too (`resumeFromDisk` makes it again), so a
+ * paused sandbox holds no host resource but files. If the stream fails, the
+ * guest is `cont`inued and the error thrown: the VM stays running.
+ */
+export async function pauseToDisk(d: SnapshotDeps, vm: SnapVm): Promise<PauseResult> {
+  const p = snapPaths(d.dataDir, vm.id);
+  const t0 = Date.now();
+  const mem: BundleMem = vm.ram.file === undefined || !vm.ram.share ? "stream" : "owned";
+  if (mem === "owned" && vm.ram.file !== p.mem) throw new Error(`VM ${vm.id} maps ${vm.ram.file} shared: only its own ${p.mem} may be`);
+  await vm.qmp.execute("stop");
+  const tmp = `${p.state}.tmp`;
+  try {
+    await saveState(vm.qmp, tmp, mem === "owned");
+  } catch (err) {
+    await rm(tmp, { force: true });
+    await vm.qmp.execute("cont").catch(() => {});
+    throw await withTail(p, `pause of ${vm.id}: ${(err as Error).message}`, err);
+  }
+  await rename(tmp, p.state);
+  const bundle: PausedBundle = {
+    version: BUNDLE_VERSION,
+    id: vm.id,
+    vcpu: vm.vcpu,
+    memMib: vm.memMib,
+    rootfs: vm.rootfs,
+    mem,
+    ramBlock: vm.ram.file === undefined && vm.ram.anon === "legacy" ? "legacy" : "mem",
+    disk: { file: path.relative(p.dir, vm.disk.file), format: vm.disk.format },
+    ...(vm.template ? { template: vm.template } : {}),
+    pausedAt: new Date().toISOString(),
+    stateBytes: (await stat(p.state)).size,
+  };
+  // bundle.json before quit: from here a crash leaves a complete pause (the
+  // guest is stopped, nothing changes `mem`), and a QEMU found alive next to
+  // a bundle is simply killed.
+  await writeBundle(p.bundle, bundle);
+  await stopVm(vm);
+  // A private mapping of a fork's frozen RAM is no longer needed: it is all in the stream.
+  if (mem === "stream") await rm(p.memBase, { force: true });
+  await d.network.deleteTap(vm.tap).catch(() => {});
+  return { bundle, pauseMs: Date.now() - t0 };
+}
+
+export interface ResumeTimings {
+  qmpMs: number;
+  loadedMs: number;
+  agentMs: number;
+  /** Identity re-applied (clock, RNG seed; MAC when asked): usable. */
+  readyMs: number;
+}
+
+export interface ResumeOptions {
+  /**
+   * Where a "stream" bundle's RAM goes: "file" (default) a fresh `mem`
+   * mapped share=on, so later pauses write device state only; "ram"
+   * anonymous memory (faster to load, later pauses stream all RAM again).
+   */
+  streamInto?: "file" | "ram";
+  /** Set the guest's MAC from `identity` (a fork's child); default false (a resume keeps it). */
+  setMac?: boolean;
+  timeoutMs?: number;
+}
+
+/**
+ * Resumes the paused VM `id` from its bundle, with `identity` re-applied
+ * (the wall clock jumped while paused; the RNG gets a fresh seed). The
+ * bundle is consumed (bundle.json removed) just before the guest runs: from
+ * then on `mem` may change, so a crash afterwards must treat the VM as
+ * running, not paused. On failure before that point the bundle is intact
+ * and the resume may be retried.
+ */
+export async function resumeFromDisk(
+  d: SnapshotDeps,
+  id: string,
+  identity: GuestIdentity,
+  opts: ResumeOptions = {},
+): Promise<{ vm: SnapVm; timings: ResumeTimings }> {
+  const p = snapPaths(d.dataDir, id);
+  const b = await readBundle(p.bundle);
+  if (!b) throw new Error(`VM ${id} has no paused bundle`);
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const t0 = Date.now();
+  let ram: RamBacking;
+  if (b.mem === "owned") ram = { file: p.mem, share: true };
+  else if (b.mem === "base") ram = { file: p.memBase, share: false };
+  else if (b.ramBlock === "legacy") ram = { anon: "legacy" };
+  else if (opts.streamInto === "ram") ram = { anon: "object" };
+  else {
+    // A fresh sparse file: the stream fills in the non-zero pages.
+    await rm(p.mem, { force: true });
+    const fh = await open(p.mem, "wx", 0o600);
+    await fh.truncate(b.memMib * 1048576).finally(() => fh.close());
+    ram = { file: p.mem, share: true };
+  }
+  let vm: SnapVm | undefined;
+  let consumed = false;
+  const tap = await d.network.createTap(id);
+  try {
+    // meta.json names the tap for QemuRuntime's cleanup (a fork's child has none yet).
+    const meta = await readVmMeta(p.meta);
+    await writeVmMeta(p.meta, { id, vcpu: b.vcpu, memMib: b.memMib, rootfs: b.rootfs, createdAt: meta?.createdAt ?? b.pausedAt, tap });
+    vm = await launchVm(d, {
+      id, paths: p, tap, mac: identity.net.mac, vcpu: b.vcpu, memMib: b.memMib, rootfs: b.rootfs, ram,
+      disk: { file: path.join(p.dir, b.disk.file), format: b.disk.format }, incoming: true, paused: true,
+      ...(b.template ? { template: b.template } : {}),
+    });
+    const qmpMs = Date.now() - t0;
+    const agent = AgentClient.connect(p.agent, { timeoutMs });
+    agent.catch(() => {});
+    await loadState(vm.qmp, p.state, b.mem !== "stream", timeoutMs);
+    await unlink(p.bundle);
+    consumed = true;
+    await vm.qmp.execute("cont");
+    const loadedMs = Date.now() - t0;
+    vm.agent = await agent;
+    const agentMs = Date.now() - t0;
+    await applyIdentity(vm.agent, identity, { setMac: opts.setMac ?? false });
+    // The stream was loaded into `mem`: it is stale now, and big.
+    if (b.mem === "stream") await rm(p.state, { force: true });
+    return { vm, timings: { qmpMs, loadedMs, agentMs, readyMs: Date.now() - t0 } };
+  } catch (err) {
+    const e = await withTail(p, `resume of ${id}: ${(err as Error).message}`, err);
+    if (vm && consumed && !vm.exited) {
+      // The guest ran (and wrote `mem`): the old bundle is stale. Pause it
+      // again so a retry finds a consistent one.
+      vm.agent?.close();
+      if (await pauseToDisk(d, vm).then(() => true, () => false)) throw e;
+    }
+    if (vm) await stopVm(vm, 500).catch(() => {});
+    // Files untouched by the guest: the bundle is still valid, put it back.
+    if (consumed && b.mem !== "owned") await writeBundle(p.bundle, b).catch(() => {});
+    await d.network.deleteTap(tap).catch(() => {});
+    throw e;
+  }
+}

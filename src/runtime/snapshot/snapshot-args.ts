@@ -1,0 +1,63 @@
+/**
+ * The QEMU command line of a snapshot-capable VM: QemuRuntime's own
+ * (`buildQemuArgs`, so the device layout is the same for every VM) with guest
+ * RAM in a file, the writable disk swapped for a given image/format, and
+ * optionally `-incoming defer`. Pure: no I/O.
+ *
+ * A migration stream only loads into the same device layout: keep every
+ * VM restored from one template on the same `buildQemuArgs` shape (vcpu,
+ * memMib, devices); only file paths, tap and MAC may differ.
+ */
+import { buildQemuArgs, type QemuArgsInput } from "../qemu/qemu-args.js";
+
+/** Where guest RAM lives. */
+export type RamBacking =
+  /** MAP_SHARED: the file IS the RAM; a snapshot needs only device state (x-ignore-shared). */
+  | { file: string; share: true }
+  /** MAP_PRIVATE: copy-on-write from a file that must never change while mapped. */
+  | { file: string; share: false }
+  /**
+   * Anonymous RAM: a snapshot must stream all of it. "object" is a
+   * memory-backend-ram with the same id as the file backends (its RAM block
+   * has the same name, so streams move between them); "legacy" is plain
+   * `-m` (QemuRuntime's cold boots), whose RAM block has another name.
+   */
+  | { file?: undefined; anon: "object" | "legacy" };
+
+export interface SnapshotArgsInput extends QemuArgsInput {
+  ram: RamBacking;
+  /** The writable disk: image and its format (raw template disk, qcow2 overlay). */
+  disk: { file: string; format: "raw" | "qcow2" };
+  /** Start with `-incoming defer` (a restore: load state via QMP before `cont`). */
+  incoming: boolean;
+  /** `-S`: the guest does not run until QMP `cont`, even after an incoming migration. */
+  paused?: boolean;
+}
+
+/** Id of the RAM backend object; a migration stream names RAM blocks by it, so it never changes. */
+export const RAM_BACKEND_ID = "mem";
+
+/** argv (without the binary) of a snapshot-capable VM. */
+export function buildSnapshotArgs(i: SnapshotArgsInput): string[] {
+  const args = buildQemuArgs(i);
+  const at = args.findIndex((a, n) => args[n - 1] === "-drive" && a.startsWith("id=disk,"));
+  if (at < 0) throw new Error("buildQemuArgs no longer has a drive id=disk: update buildSnapshotArgs");
+  // discard=unmap keeps the qcow2 overlay small when the guest trims.
+  args[at] = `id=disk,file=${opt(i.disk.file)},format=${i.disk.format},if=none,discard=unmap`;
+  if (i.ram.file !== undefined) {
+    args.push(
+      "-object",
+      `memory-backend-file,id=${RAM_BACKEND_ID},size=${i.memMib}M,mem-path=${opt(i.ram.file)},share=${i.ram.share ? "on" : "off"}`,
+      "-machine", `memory-backend=${RAM_BACKEND_ID}`,
+    );
+  } else if (i.ram.anon === "object") {
+    args.push("-object", `memory-backend-ram,id=${RAM_BACKEND_ID},size=${i.memMib}M`, "-machine", `memory-backend=${RAM_BACKEND_ID}`);
+  }
+  if (i.paused) args.push("-S");
+  if (i.incoming) args.push("-incoming", "defer");
+  return args;
+}
+
+function opt(v: string): string {
+  return v.replaceAll(",", ",,");
+}

@@ -1,0 +1,136 @@
+/**
+ * Starting and stopping the QEMU process of a snapshot-capable VM. Shared by
+ * template build, restore, resume: spawn inside Hutch's network namespace,
+ * connect QMP, watch the process.
+ */
+import type { ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { AgentClient } from "../agent/agent-client.js";
+import type { Accel } from "../host-info.js";
+import type { ImageStore } from "../images/image-store.js";
+import type { HostNetwork } from "../network/host-network.js";
+import { QmpClient } from "../qemu/qmp-client.js";
+import type { RuntimeLogger } from "../qemu/runtime-logger.js";
+import type { VmPaths } from "../qemu/vm-paths.js";
+import { consoleTail, killAndWait, spawnDetached, waitGone } from "../qemu/vm-process.js";
+import { buildSnapshotArgs, type RamBacking } from "./snapshot-args.js";
+
+/** What the snapshot functions need from the host (the same things QemuRuntime has). */
+export interface SnapshotDeps {
+  dataDir: string;
+  images: ImageStore;
+  network: HostNetwork;
+  accel: Accel;
+  /** Default "qemu-system-x86_64". */
+  binary?: string;
+  log?: RuntimeLogger;
+}
+
+/** A running snapshot-capable VM, attached. */
+export interface SnapVm {
+  id: string;
+  pid: number;
+  paths: VmPaths;
+  tap: string;
+  vcpu: number;
+  memMib: number;
+  rootfs: string;
+  /** How its RAM is mapped: decides what a pause must write. */
+  ram: RamBacking;
+  /** The writable disk QEMU has open. */
+  disk: { file: string; format: "raw" | "qcow2" };
+  /** Template key it descends from, if any. */
+  template?: string;
+  qmp: QmpClient;
+  /** Set once the agent answered. */
+  agent?: AgentClient;
+  child: ChildProcess;
+  /** Set when the process exited (why). */
+  exited?: string;
+}
+
+export interface LaunchInput {
+  id: string;
+  paths: VmPaths;
+  tap: string;
+  mac: string;
+  vcpu: number;
+  memMib: number;
+  rootfs: string;
+  ram: RamBacking;
+  disk: { file: string; format: "raw" | "qcow2" };
+  incoming: boolean;
+  /** `-S` (see SnapshotArgsInput.paused). */
+  paused?: boolean;
+  template?: string;
+}
+
+/**
+ * Spawns QEMU for `i` (detached, in the netns) and connects QMP. On failure
+ * the process is killed and the error carries the console/QEMU log tail.
+ */
+export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_000): Promise<SnapVm> {
+  const args = buildSnapshotArgs({
+    id: i.id,
+    accel: d.accel,
+    vcpu: i.vcpu,
+    memMib: i.memMib,
+    paths: i.paths,
+    kernel: d.images.kernel(),
+    rootfsPath: d.images.rootfs(i.rootfs).path,
+    tap: i.tap,
+    mac: i.mac,
+    ram: i.ram,
+    disk: i.disk,
+    incoming: i.incoming,
+    paused: i.paused ?? false,
+  });
+  // Stale sockets of a previous run of this VM would only refuse connections;
+  // without them, the new ones appearing is the signal that QEMU listens.
+  await Promise.all([rm(i.paths.qmp, { force: true }), rm(i.paths.agent, { force: true })]);
+  const child = spawnDetached([...d.network.execPrefix(), d.binary ?? "qemu-system-x86_64", ...args], i.paths.dir, i.paths.qemuLog);
+  if (child.pid === undefined) throw new Error("spawn of QEMU failed");
+  const vm: Omit<SnapVm, "qmp"> & { qmp?: QmpClient } = {
+    id: i.id, pid: child.pid, paths: i.paths, tap: i.tap, vcpu: i.vcpu, memMib: i.memMib, rootfs: i.rootfs, ram: i.ram, disk: i.disk, child,
+    ...(i.template ? { template: i.template } : {}),
+  };
+  const gone = new AbortController();
+  const onExit = (code: number | null, sig: NodeJS.Signals | null) => {
+    vm.exited ??= sig ? `QEMU killed by ${sig}` : `QEMU exited with code ${code}`;
+    gone.abort(new Error(vm.exited));
+  };
+  child.once("exit", onExit);
+  child.once("error", (e) => {
+    vm.exited ??= `spawn failed: ${e.message}`;
+    gone.abort(e);
+  });
+  try {
+    // QmpClient retries every 50 ms; a 5 ms poll for the socket first saves ~25 ms a start.
+    const deadline = Date.now() + timeoutMs;
+    while (!existsSync(i.paths.qmp) && Date.now() < deadline) await sleep(5, undefined, { signal: gone.signal });
+    vm.qmp = await QmpClient.connect(i.paths.qmp, { timeoutMs: Math.max(deadline - Date.now(), 1), signal: gone.signal });
+    return vm as SnapVm;
+  } catch (err) {
+    await killAndWait(child.pid, 0).catch(() => {});
+    throw await withTail(i.paths, `QEMU for ${i.id} did not start: ${vm.exited ?? (err as Error).message}`, err);
+  }
+}
+
+/** Error with the tail of the VM's console and QEMU log appended. */
+export async function withTail(paths: VmPaths, msg: string, cause?: unknown): Promise<Error> {
+  const tail = await consoleTail(paths, 1500);
+  return new Error(tail ? `${msg}\n--- console/qemu log ---\n${tail}` : msg, { cause });
+}
+
+/**
+ * Ends the VM's process: QMP `quit` (QEMU flushes its disks), SIGKILL if it
+ * is not gone within `graceMs`. Closes the agent and QMP connections.
+ */
+export async function stopVm(vm: SnapVm, graceMs = 2000): Promise<void> {
+  vm.agent?.close();
+  await vm.qmp.execute("quit", undefined, graceMs).catch(() => {});
+  vm.qmp.close();
+  if (!(await waitGone(vm.pid, graceMs))) await killAndWait(vm.pid, 0);
+}
