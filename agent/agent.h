@@ -24,6 +24,7 @@ struct env_list {
 struct exec;
 struct fileop;
 struct tcpconn;
+struct pty;
 
 struct agent {
     const char *channel_path;
@@ -42,6 +43,7 @@ struct agent {
     struct exec *execs;
     struct fileop *files;
     struct tcpconn *tcps;
+    struct pty *ptys;
 };
 
 int64_t now_ms(void);
@@ -103,6 +105,19 @@ void tcp_drop_all(struct agent *a);
 void tcp_poll_add(struct agent *a, struct pollset *ps);
 int tcp_owns(int role);
 void tcp_event(struct agent *a, void *owner, short revents);
+
+/* pty.c: interactive shells; each returns -1 when chan is not a PTY */
+void pty_open(struct agent *a, uint32_t chan, struct rd *r);
+int pty_input(struct agent *a, uint32_t chan, const uint8_t *p, uint32_t n);
+int pty_resize(struct agent *a, uint32_t chan, struct rd *r);
+int pty_credit(struct agent *a, uint32_t chan, uint32_t bytes);
+int pty_hangup(struct agent *a, uint32_t chan);
+void pty_drop_all(struct agent *a);
+void pty_reap(struct agent *a, pid_t pid, int status);
+void pty_poll_add(struct agent *a, struct pollset *ps);
+int pty_owns(int role);
+void pty_event(struct agent *a, void *owner, short revents);
+void pty_service(struct agent *a, int64_t *timeout_ms);
 
 /* init.c: PID-1 duties */
 int init_system(struct agent *a);

@@ -10,6 +10,7 @@ void session_reset(struct agent *a) {
     exec_detach_all(a);
     file_drop_all(a);
     tcp_drop_all(a);
+    pty_drop_all(a); /* a shell whose host is gone is hung up */
 }
 
 /* HELLO: u32 version, bytes nonce. A new nonce means a new host connection:
@@ -55,13 +56,13 @@ void dispatch_frame(struct agent *a, uint16_t type, uint32_t chan, const uint8_t
         exec_start(a, chan, &r);
         break;
     case HP_STDIN:
-        exec_stdin(a, chan, p, n, 0);
+        if (pty_input(a, chan, p, n) < 0) exec_stdin(a, chan, p, n, 0);
         break;
     case HP_STDIN_EOF:
-        exec_stdin(a, chan, p, 0, 1);
+        if (pty_input(a, chan, p, 0) < 0) exec_stdin(a, chan, p, 0, 1);
         break;
     case HP_KILL:
-        if (exec_kill(a, chan) < 0 && file_cancel(a, chan) < 0 && tcp_close(a, chan) < 0)
+        if (exec_kill(a, chan) < 0 && file_cancel(a, chan) < 0 && tcp_close(a, chan) < 0 && pty_hangup(a, chan) < 0)
             log_line("warn", "KILL for unknown channel %u", chan);
         break;
     case HP_FILE_WRITE_OPEN:
@@ -78,7 +79,7 @@ void dispatch_frame(struct agent *a, uint16_t type, uint32_t chan, const uint8_t
         break;
     case HP_CREDIT: {
         uint32_t bytes = rd_u32(&r);
-        if (rd_done(&r) == 0 && tcp_credit(a, chan, bytes) < 0) file_credit(a, chan, bytes);
+        if (rd_done(&r) == 0 && tcp_credit(a, chan, bytes) < 0 && pty_credit(a, chan, bytes) < 0) file_credit(a, chan, bytes);
         break;
     }
     case HP_TCP_CONNECT:
@@ -92,6 +93,12 @@ void dispatch_frame(struct agent *a, uint16_t type, uint32_t chan, const uint8_t
         break;
     case HP_TCP_CLOSE:
         tcp_close(a, chan);
+        break;
+    case HP_PTY_OPEN:
+        pty_open(a, chan, &r);
+        break;
+    case HP_PTY_RESIZE:
+        if (pty_resize(a, chan, &r) < 0) log_line("warn", "PTY_RESIZE for unknown channel %u", chan);
         break;
     default:
         conn_send_error(a, chan, ENOSYS, "unsupported frame type");

@@ -99,5 +99,8 @@ void reap_children(struct agent *a) {
     }
     int status;
     pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) exec_reap(a, pid, status);
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        exec_reap(a, pid, status);
+        pty_reap(a, pid, status);
+    }
 }

@@ -80,6 +80,7 @@ static void run(struct agent *a) {
         reap_children(a);
         exec_service(a, &timeout);
         file_service(a, &timeout);
+        pty_service(a, &timeout);
         conn_tick(a);
         if (a->fd < 0) {
             int64_t left = a->retry_at_ms - now_ms();
@@ -99,6 +100,7 @@ static void run(struct agent *a) {
         }
         exec_poll_add(a, &ps);
         tcp_poll_add(a, &ps);
+        pty_poll_add(a, &ps);
         if (poll(ps.fds, ps.n, (int)timeout) < 0) {
             if (errno != EINTR) LOG_ERRNO("poll");
             continue;
@@ -106,6 +108,7 @@ static void run(struct agent *a) {
         for (size_t i = 1; i < ps.n; i++) {
             if ((int)i == conn_idx || !ps.fds[i].revents) continue;
             if (tcp_owns(ps.roles[i])) tcp_event(a, ps.owners[i], ps.fds[i].revents);
+            else if (pty_owns(ps.roles[i])) pty_event(a, ps.owners[i], ps.fds[i].revents);
             else exec_event(a, ps.owners[i], ps.roles[i], ps.fds[i].revents);
         }
         if (conn_idx >= 0 && ps.fds[conn_idx].revents) {

@@ -49,11 +49,12 @@
 #define HP_FILE_DATA 0x22u
 #define HP_FILE_END 0x23u
 
-/* Port relay to 127.0.0.1:port (tcp.c); PTY_* are reserved for shells. */
+/* Port relay to 127.0.0.1:port (tcp.c). */
 #define HP_TCP_CONNECT 0x30u
 #define HP_TCP_DATA 0x31u
 #define HP_TCP_EOF 0x32u
 #define HP_TCP_CLOSE 0x33u
+/* Interactive shell on a pseudo-terminal (pty.c); data uses STDIN/STDOUT. */
 #define HP_PTY_OPEN 0x40u
 #define HP_PTY_RESIZE 0x41u
 

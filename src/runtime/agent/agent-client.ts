@@ -11,11 +11,12 @@ import type { Duplex, Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { RuntimeError } from "../errors.js";
-import type { ExecOutcome, ExecOutput, ExecRequest } from "../runtime.js";
+import type { ExecOutcome, ExecOutput, ExecRequest, ShellOptions, ShellSession } from "../runtime.js";
 import { agentError, connectionGone } from "./agent-errors.js";
 import { FrameDecoder, FrameError, encodeFrame, type Frame } from "./frame-codec.js";
 import { runExec } from "./exec-channel.js";
 import { openRead, streamWrite } from "./file-transfer.js";
+import { openPty } from "./pty-channel.js";
 import { openTcp } from "./tcp-relay.js";
 import { decodeError, decodeHelloReply, encodeConfigure, encodeHello } from "./messages.js";
 import {
@@ -338,6 +339,15 @@ export class AgentClient {
   async tcpConnect(port: number): Promise<Duplex> {
     this.#assertOpen();
     return openTcp(this, port);
+  }
+
+  /**
+   * Starts a login shell on a new pseudo-terminal in the guest. Rejects
+   * agent_error (e.g. an agent without PTY support: ENOSYS) / not_running.
+   */
+  async openShell(opts: ShellOptions): Promise<ShellSession> {
+    this.#assertOpen();
+    return openPty(this, opts);
   }
 
   /** Drops the connection (the guest keeps running); pending calls fail not_running. */

@@ -112,3 +112,13 @@ export function encodeTcpConnect(port: number): Buffer {
 export function decodeTcpClose(p: Buffer): ErrorPayload {
   return decodeError(p);
 }
+
+/** PTY_OPEN: u32 rows, u32 cols (0 = 24×80), kv env (on top of the sandbox envs). */
+export function encodePtyOpen(rows: number, cols: number, env: Record<string, string>): Buffer {
+  return new PayloadWriter().u32(rows).u32(cols).kv(env).toBuffer();
+}
+
+/** PTY_RESIZE: u32 rows, u32 cols. */
+export function encodePtyResize(rows: number, cols: number): Buffer {
+  return new PayloadWriter().u32(rows).u32(cols).toBuffer();
+}

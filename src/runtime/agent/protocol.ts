@@ -51,7 +51,7 @@ export const HP_TCP_CONNECT = 0x30;
 export const HP_TCP_DATA = 0x31;
 export const HP_TCP_EOF = 0x32;
 export const HP_TCP_CLOSE = 0x33;
-/** Reserved: interactive shells. */
+/** Interactive shell on a pseudo-terminal; its bytes travel as STDIN/STDOUT. */
 export const HP_PTY_OPEN = 0x40;
 export const HP_PTY_RESIZE = 0x41;
 
