@@ -5,6 +5,7 @@
  * without loading the VM runtime.
  */
 import { Command } from "commander";
+import { registerClientCommands } from "./commands/client-commands.js";
 
 const program = new Command();
 program.name("hutch").description("Self-hosted sandbox microVMs behind the CreateOS Sandboxes API (v1)");
@@ -55,6 +56,9 @@ network
     const { networkDownCommand } = await import("./commands/network.js");
     await networkDownCommand(flags);
   });
+
+// API client commands (login, create, ls, exec, shell, tunnel, push, ...).
+registerClientCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`hutch: ${err instanceof Error ? err.message : String(err)}\n`);
