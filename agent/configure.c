@@ -9,10 +9,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/random.h>
+#include <net/if.h>
+#include <net/if_arp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -125,8 +128,48 @@ static int apply_seed(const uint8_t *seed, uint32_t len) {
     memcpy(info->buf, seed, len);
     int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
     int rc = fd < 0 ? -1 : ioctl(fd, RNDADDENTROPY, info);
+    /* An initialised CRNG takes credited entropy in only on its reseed
+     * timer (up to 60 s): clones of one snapshot would read the same bytes
+     * until then. Reseed now so this seed is used at once. */
+    if (rc == 0) rc = ioctl(fd, RNDRESEEDCRNG);
     if (fd >= 0) close(fd);
     free(info);
+    return rc;
+}
+
+/*
+ * After a snapshot restore the guest still has the snapshot's MAC (the
+ * kernel read it at boot; the device state carries it). When no interface
+ * has the requested MAC, give it to eth0: virtio-net passes the change to
+ * the device (VIRTIO_NET_CTRL_MAC_ADDR_SET), which also updates QEMU's
+ * receive filter. A malformed MAC is left to net_configure to report.
+ */
+static int apply_mac(const char *text) {
+    unsigned int v[6];
+    if (!text || sscanf(text, "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) return 0;
+    unsigned char mac[6];
+    for (int i = 0; i < 6; i++) mac[i] = (unsigned char)v[i];
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct if_nameindex *ifs = if_nameindex();
+    int found = 0;
+    for (struct if_nameindex *i = ifs; i && i->if_index && !found; i++) {
+        struct ifreq ifr = {0};
+        snprintf(ifr.ifr_name, IFNAMSIZ, "%s", i->if_name);
+        found = ioctl(fd, SIOCGIFHWADDR, &ifr) == 0 && memcmp(ifr.ifr_hwaddr.sa_data, mac, 6) == 0;
+    }
+    if (ifs) if_freenameindex(ifs);
+    int rc = 0;
+    if (!found) {
+        struct ifreq ifr = {0};
+        snprintf(ifr.ifr_name, IFNAMSIZ, "eth0");
+        ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+        memcpy(ifr.ifr_hwaddr.sa_data, mac, 6);
+        rc = ioctl(fd, SIOCSIFHWADDR, &ifr);
+    }
+    int e = errno;
+    close(fd);
+    errno = e;
     return rc;
 }
 
@@ -177,6 +220,7 @@ void handle_configure(struct agent *a, uint32_t chan, struct rd *r) {
         if (*c.hostname) STEP("hostname", apply_hostname(c.hostname));
         STEP("loopback", net_up("lo"));
         if (c.has_net) {
+            STEP("mac", apply_mac(c.net.mac));
             STEP("network", net_configure(&c.net));
             STEP("resolv.conf", apply_resolv(c.net.dns, ndns));
         }

@@ -44,7 +44,7 @@ await db.transaction().execute(async (trx) => {
       id, userId: user.id, hostId: "local", name: `bench-${i}`, status: "running", shape: "s-1vcpu-256mb", rootfs: "devbox:1",
       vcpu: 1, memMib: 256, diskMib: 10240, ip, mac: macForIp(ip), region: "local", ingressEnabled: i % 2 === 0,
       autoPauseAfterSeconds: i % 3 === 0 ? 600 : null, envKeys: ["API_TOKEN"], envsSealed: secrets.seal('{"API_TOKEN":"x"}'),
-      sshPubkeys: [], egress: ["*"], bandwidthQuotaBytes: 5368709120, bandwidthIngressBytes: 0, spawnMs: 42.1, forkedFrom: null,
+      sshPubkeys: [], egress: ["*"], bandwidthQuotaBytes: 5368709120, bandwidthIngressBytes: 0, bandwidthUsedBytes: 0, spawnMs: 42.1, forkedFrom: null,
       createdAt: now, runningAt: now, pausedAt: null, lastResumedAt: null, destroyedAt: null, updatedAt: now,
     });
   }

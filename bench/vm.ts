@@ -1,6 +1,7 @@
 /**
  * VM benchmarks through the real server and the official SDK, side by side in
- * one run: create latency per image (from the client, until the create call
+ * one run: COLD create latency per image (templates and the warm pool off:
+ * bench/snapshots.ts measures those) (from the client, until the create call
  * returns a running sandbox whose agent answered) and the exec round trip of
  * `true`. Prints medians as a markdown table.
  *
@@ -13,7 +14,7 @@ import { median, percentile, table } from "./support/stats.js";
 const runs = Number(process.argv[process.argv.indexOf("--runs") + 1]) || 10;
 const SHAPE = "s-1vcpu-256mb";
 
-const server = await startServer({ HUTCH_LOG_LEVEL: "warn" });
+const server = await startServer({ HUTCH_LOG_LEVEL: "warn", HUTCH_TEMPLATES: "off", HUTCH_POOL_SIZE: "0" });
 try {
   const rows: string[][] = [];
   for (const rootfs of ["minimal:1", "devbox:1"]) {

@@ -11,7 +11,5 @@ make -s -C agent test
 echo "==> images (cached after the first build)"
 node dist/cli/main.js images build
 echo "==> tests"
-# One runner for every suite so its closing summary counts them all. Files run one at a
-# time: e2e files boot VMs and this machine has 2 cores.
-exec node --import tsx --test --test-concurrency=1 --test-reporter=spec \
-  'test/unit/**/*.test.ts' 'test/agent/**/*.test.ts' 'test/e2e/**/*.test.ts'
+# One runner for every suite so its closing summary counts them all.
+exec ./scripts/run-tests.sh test/unit test/agent test/e2e

@@ -20,8 +20,18 @@ export interface Config {
   /** Bootstrap key of the first user (HUTCH_API_KEY); generated when unset. */
   apiKey: string | undefined;
   region: string;
-  /** Ingress on when set: URLs are `<scheme>://<ulid>-<port>.<domain>`. */
+  /**
+   * Ingress host-name suffix (HUTCH_INGRESS_DOMAIN, default "sb.localhost"):
+   * URLs are `<scheme>://<ulid>-<port>.<domain>`. Undefined when ingress is
+   * off (HUTCH_INGRESS_LISTEN=off).
+   */
   ingressDomain: string | undefined;
+  /** HUTCH_INGRESS_LISTEN (default 127.0.0.1:8081); undefined when "off". */
+  ingressListen: { host: string; port: number } | undefined;
+  /** HUTCH_NETNS: the network namespace (and derived bridge/veth names), default "hutch". */
+  netns: string;
+  /** HUTCH_BANDWIDTH_QUOTA_BYTES: egress quota of new sandboxes (default 5 GiB, -1 unmetered). */
+  defaultBandwidthQuotaBytes: number;
   ingressScheme: "http" | "https";
   accel: "kvm" | "tcg" | undefined;
   hostMemMib: number | undefined;
@@ -33,6 +43,14 @@ export interface Config {
   databaseUrl: string | undefined;
   /** Largest file accepted by PUT /files, bytes. */
   maxFileBytes: number;
+  /** HUTCH_TEMPLATES (default on): creates restore template snapshots; "off": every create cold boots. */
+  templates: boolean;
+  /** HUTCH_POOL_SIZE (default 2): warm VMs kept for the default rootfs and shape; 0 disables the pool. */
+  poolSize: number;
+  /** HUTCH_POOL_ROOTFS: rootfs of the start-up template and warm pool (default: the default image). */
+  poolRootfs: string | undefined;
+  /** HUTCH_AUTO_PAUSE_CHECK_MS (default 5000): how often idle sandboxes are looked for. */
+  autoPauseCheckMs: number;
   hostId: string;
 }
 
@@ -83,6 +101,22 @@ function hostResolvers(): string[] {
   }
 }
 
+/** "on"/"off" (also 1/0, true/false); `dflt` when unset. */
+function onOff(name: string, text: string | undefined, dflt: boolean): boolean {
+  if (text === undefined || text === "") return dflt;
+  if (["on", "1", "true"].includes(text)) return true;
+  if (["off", "0", "false"].includes(text)) return false;
+  throw new Error(`${name} must be on or off`);
+}
+
+/** HUTCH_BANDWIDTH_QUOTA_BYTES: a non-negative integer or -1 (unmetered); default 5 GiB. */
+function quotaBytes(text: string | undefined): number {
+  if (text === undefined || text === "") return DEFAULT_BANDWIDTH_QUOTA_BYTES;
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < -1) throw new Error("HUTCH_BANDWIDTH_QUOTA_BYTES must be an integer ≥ 0, or -1");
+  return n;
+}
+
 /** Reads the configuration; throws a readable Error on an invalid value. */
 export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = process.env): Config {
   const listen = parseListen(flags.listen ?? env.HUTCH_LISTEN ?? "127.0.0.1:8080");
@@ -95,6 +129,8 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
   const scheme = env.HUTCH_INGRESS_SCHEME ?? "http";
   if (scheme !== "http" && scheme !== "https") throw new Error("HUTCH_INGRESS_SCHEME must be http or https");
   const dns = list(env.HUTCH_DNS);
+  const ingressText = env.HUTCH_INGRESS_LISTEN ?? "127.0.0.1:8081";
+  const ingressListen = ingressText === "off" ? undefined : parseListen(ingressText);
   return {
     listenHost: listen.host,
     listenPort: listen.port,
@@ -102,7 +138,10 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     cacheDir: resolve(flags.cacheDir ?? env.HUTCH_CACHE_DIR ?? join(homedir(), ".cache/hutch")),
     apiKey: env.HUTCH_API_KEY || undefined,
     region: flags.region ?? env.HUTCH_REGION ?? "local",
-    ingressDomain: env.HUTCH_INGRESS_DOMAIN || undefined,
+    ingressDomain: ingressListen ? env.HUTCH_INGRESS_DOMAIN || "sb.localhost" : undefined,
+    ingressListen,
+    netns: env.HUTCH_NETNS || "hutch",
+    defaultBandwidthQuotaBytes: quotaBytes(env.HUTCH_BANDWIDTH_QUOTA_BYTES),
     ingressScheme: scheme,
     accel: accel === "kvm" || accel === "tcg" ? accel : undefined,
     hostMemMib: positiveInt("HUTCH_HOST_MEM_MIB", env.HUTCH_HOST_MEM_MIB),
@@ -112,6 +151,10 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     logLevel,
     databaseUrl: env.HUTCH_DATABASE_URL || undefined,
     maxFileBytes: positiveInt("HUTCH_MAX_FILE_BYTES", env.HUTCH_MAX_FILE_BYTES) ?? 1024 * 1024 * 1024,
+    templates: onOff("HUTCH_TEMPLATES", env.HUTCH_TEMPLATES, true),
+    poolSize: env.HUTCH_POOL_SIZE === "0" ? 0 : (positiveInt("HUTCH_POOL_SIZE", env.HUTCH_POOL_SIZE) ?? 2),
+    poolRootfs: env.HUTCH_POOL_ROOTFS || undefined,
+    autoPauseCheckMs: positiveInt("HUTCH_AUTO_PAUSE_CHECK_MS", env.HUTCH_AUTO_PAUSE_CHECK_MS) ?? 5000,
     hostId: env.HUTCH_HOST_ID || `host-${hostname().toLowerCase().replace(/[^a-z0-9-]/g, "-")}`,
   };
 }
@@ -124,6 +167,6 @@ export function coreConfig(config: Config): CoreConfig {
     dns: config.dns,
     disabledRootfs: config.disabledRootfs,
     hostId: config.hostId,
-    defaultBandwidthQuotaBytes: DEFAULT_BANDWIDTH_QUOTA_BYTES,
+    defaultBandwidthQuotaBytes: config.defaultBandwidthQuotaBytes,
   };
 }

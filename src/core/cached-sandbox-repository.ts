@@ -72,6 +72,15 @@ export class CachedSandboxRepository implements SandboxRepository {
     }
   }
 
+  async addBandwidthUsage(id: string, egressBytes: number, ingressBytes: number): Promise<void> {
+    this.#evict(id);
+    try {
+      await this.#inner.addBandwidthUsage(id, egressBytes, ingressBytes);
+    } finally {
+      this.#evict(id);
+    }
+  }
+
   listByStatus(statuses: readonly SandboxStatus[]) {
     return this.#inner.listByStatus(statuses);
   }

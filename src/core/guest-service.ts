@@ -44,10 +44,14 @@ export class GuestService {
       ...(input.stdin !== undefined ? { stdin: Buffer.from(input.stdin, "utf8") } : {}),
     };
     return async (out, signal) => {
+      // Activity for auto-pause: when it starts, and when it ends (a long command is activity too).
+      this.#sandboxes.touch(id);
       try {
         return await this.#runtime.exec(id, req, out, signal);
       } catch (err) {
         throw fromRuntimeError(err, "cmd");
+      } finally {
+        this.#sandboxes.touch(id);
       }
     };
   }
@@ -56,6 +60,7 @@ export class GuestService {
   async writeFile(userId: string, id: string, path: unknown, data: Readable): Promise<void> {
     const p = validateGuestPath(path);
     await this.#running(userId, id);
+    this.#sandboxes.touch(id);
     try {
       await this.#runtime.writeFile(id, p, data);
     } catch (err) {
@@ -67,6 +72,7 @@ export class GuestService {
   async readFile(userId: string, id: string, path: unknown): Promise<Readable> {
     const p = validateGuestPath(path);
     await this.#running(userId, id);
+    this.#sandboxes.touch(id);
     try {
       return await this.#runtime.readFile(id, p);
     } catch (err) {

@@ -41,6 +41,7 @@ export function newSandboxRecord(p: NewSandboxParts): SandboxRecord {
     egress: valid.egress,
     bandwidthQuotaBytes: p.bandwidthQuotaBytes,
     bandwidthIngressBytes: 0,
+    bandwidthUsedBytes: 0,
     spawnMs: null,
     forkedFrom: null,
     createdAt: p.now,

@@ -41,10 +41,12 @@ export interface SandboxRepository {
    */
   updateStatus(id: string, from: SandboxStatus, to: SandboxStatus, patch: StatusPatch, now: string): Promise<boolean>;
   updateSettings(id: string, patch: SettingsPatch, now: string): Promise<void>;
+  /** Adds counted bytes to the row's egress (used) and ingress totals, atomically. */
+  addBandwidthUsage(id: string, egressBytes: number, ingressBytes: number): Promise<void>;
   /** Rows whose status is one of `statuses` (recovery). */
   listByStatus(statuses: readonly SandboxStatus[]): Promise<SandboxRecord[]>;
-  /** Live (non-terminal) rows on a host: what admission and IP allocation count. */
-  liveOnHost(hostId: string): Promise<Array<{ ip: string; memMib: number }>>;
+  /** Live (non-terminal) rows on a host: what admission and IP allocation count (memory: only those holding a VM, see `holdsMemory`). */
+  liveOnHost(hostId: string): Promise<Array<{ ip: string; memMib: number; status: SandboxStatus }>>;
   /** Per-status counts of one user's sandboxes. */
   countByStatus(userId: string): Promise<Partial<Record<SandboxStatus, number>>>;
 }

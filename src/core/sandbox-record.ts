@@ -30,6 +30,8 @@ export interface SandboxRecord {
   egress: string[];
   bandwidthQuotaBytes: number;
   bandwidthIngressBytes: number;
+  /** Egress bytes counted so far (against `bandwidthQuotaBytes`). */
+  bandwidthUsedBytes: number;
   spawnMs: number | null;
   forkedFrom: string | null;
   /** RFC 3339 UTC timestamps. */
@@ -46,8 +48,8 @@ export type StatusPatch = Partial<
   Pick<SandboxRecord, "runningAt" | "pausedAt" | "lastResumedAt" | "destroyedAt" | "spawnMs">
 >;
 
-/** Fields PATCH /v1/sandboxes/{id} may change. */
-export type SettingsPatch = Partial<Pick<SandboxRecord, "ingressEnabled" | "autoPauseAfterSeconds">>;
+/** Fields PATCH /v1/sandboxes/{id} may change (and ssh keys, via POST .../ssh-pubkeys). */
+export type SettingsPatch = Partial<Pick<SandboxRecord, "ingressEnabled" | "autoPauseAfterSeconds" | "sshPubkeys" | "egress" | "bandwidthQuotaBytes">>;
 
 /** The columns a list item shows (GET /v1/sandboxes): cheaper to read in bulk. */
 export type SandboxSummary = Pick<

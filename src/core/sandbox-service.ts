@@ -19,6 +19,7 @@ import type { CreateSandboxInput, PatchSandboxInput } from "./sandbox-input.js";
 import { assertTransition, type SandboxStatus } from "./sandbox-state.js";
 import { validateCreate, validatePatch, type ValidCreate } from "./sandbox-validator.js";
 import { Scheduler } from "./scheduler.js";
+import { networkPolicyOf } from "./network-policy-of.js";
 import type { SecretBox } from "./secret-box.js";
 
 const ulid = monotonicFactory();
@@ -91,7 +92,15 @@ export class SandboxService {
     if (valid.hostId !== undefined && !(await this.#repos.hosts.get(valid.hostId))) {
       throw invalid("host_id", `unknown host "${valid.hostId.slice(0, 80)}"`);
     }
-    const record = await this.#insert(userId, valid);
+    // A warm pool VM of this shape, if any, lends its id (its files and tap are named after it).
+    const warmId = this.#runtime.claimWarm({ rootfs: valid.rootfs, vcpu: valid.shape.vcpu, memMib: valid.shape.memMib, diskMib: valid.diskMib });
+    let record: SandboxRecord;
+    try {
+      record = await this.#insert(userId, valid, warmId ? { id: warmId } : {});
+    } catch (err) {
+      if (warmId) void this.#runtime.destroy(warmId).catch(() => {});
+      throw err;
+    }
     const spec: MachineSpec = {
       id: record.id,
       name: record.name,
@@ -104,6 +113,9 @@ export class SandboxService {
       sshPubkeys: record.sshPubkeys,
     };
     try {
+      // Egress rules and counters first: they are keyed by IP and tap name,
+      // so the guest's first packet already meets them.
+      await this.#runtime.setNetworkPolicy(record.id, networkPolicyOf(record));
       await this.#runtime.create(spec);
     } catch (err) {
       this.#log.error({ err, sandbox: record.id }, "sandbox failed to start");
@@ -172,6 +184,52 @@ export class SandboxService {
     }
   }
 
+  /**
+   * Records activity on a running sandbox (exec, files, tunnel, shell or
+   * ingress traffic). Auto-pause (issue 4) counts idle time from the last
+   * call; until then it does nothing. Cheap and synchronous: callers may call
+   * it per chunk, but throttle when they can.
+   */
+  touch(id: string): void {
+    this.lastActivity.set(id, Date.now());
+  }
+
+  /** Time of the last {@link touch} per sandbox id (ms since epoch): auto-pause reads it. */
+  readonly lastActivity = new Map<string, number>();
+
+  /**
+   * The shared status change (assert, persist if still `rec.status`,
+   * report), for the other core services that drive a lifecycle
+   * (pause/resume/fork in snapshot-service.ts). Throws a 409 AppError when
+   * the row moved meanwhile.
+   */
+  transition(rec: SandboxRecord, to: SandboxStatus, patch: StatusPatch = {}): Promise<SandboxRecord> {
+    return this.#transition(rec, to, patch);
+  }
+
+  /** What the runtime needs to (re)start `rec`: its shape and identity, envs decrypted. */
+  specOf(rec: SandboxRecord): MachineSpec {
+    return {
+      id: rec.id,
+      name: rec.name,
+      vcpu: rec.vcpu,
+      memMib: rec.memMib,
+      diskMib: rec.diskMib,
+      rootfs: rec.rootfs,
+      net: { ip: rec.ip, mac: rec.mac, prefixLen: this.#pool.prefixLen, gateway: this.#pool.gateway, dns: this.#config.dns },
+      envs: this.envsOf(rec),
+      sshPubkeys: rec.sshPubkeys,
+    };
+  }
+
+  /**
+   * Admits and inserts the row of a fork's child (a new name and IP, no
+   * memory admitted: it starts paused), built by `build` from its placement.
+   */
+  insertChild(userId: string, valid: ValidCreate, build: (base: SandboxRecord) => SandboxRecord): Promise<SandboxRecord> {
+    return this.#insert(userId, valid, { admitMib: 0, build });
+  }
+
   /** Per-status counts for whoami. */
   async stats(userId: string): Promise<{ running: number; paused: number; other: number; total: number }> {
     const counts = await this.#repos.sandboxes.countByStatus(userId);
@@ -195,7 +253,10 @@ export class SandboxService {
     // Everything whose VM (or its files: a paused bundle) should still exist;
     // the runtime removes whatever else it finds.
     const keep = rows.filter((r) => r.status !== "creating" && r.status !== "destroying");
-    const alive = new Set((await this.#runtime.reconcile(keep.map((r) => r.id))).map((m) => m.id));
+    const found = await this.#runtime.reconcile(keep.map((r) => r.id));
+    const alive = new Set(found.filter((m) => !m.paused).map((m) => m.id));
+    // Complete snapshots on disk (a pause or fork that finished, a resume that did not start).
+    const paused = new Set(found.filter((m) => m.paused).map((m) => m.id));
     for (const rec of rows) {
       try {
         switch (rec.status) {
@@ -211,10 +272,16 @@ export class SandboxService {
             break;
           case "pausing":
           case "resuming":
-            await this.#transition(rec, alive.has(rec.id) ? "running" : "failed");
+            if (paused.has(rec.id)) await this.#transition(rec, "paused", rec.status === "pausing" ? { pausedAt: nowIso() } : {});
+            else await this.#transition(rec, alive.has(rec.id) ? "running" : "failed", rec.status === "resuming" && alive.has(rec.id) ? { lastResumedAt: nowIso() } : {});
             break;
           case "forking":
-            await this.#transition(rec, "paused");
+            // A source (its snapshot intact) or a whole child is paused; a half-made child is gone.
+            await this.#transition(rec, paused.has(rec.id) ? "paused" : "failed", paused.has(rec.id) && !rec.pausedAt ? { pausedAt: nowIso() } : {});
+            break;
+          case "paused":
+          case "error":
+            if (!paused.has(rec.id) && !alive.has(rec.id)) await this.#transition(rec, "failed");
             break;
           default:
             break;
@@ -237,15 +304,19 @@ export class SandboxService {
     return rec.envsSealed ? (JSON.parse(this.#secrets.open(rec.envsSealed)) as Record<string, string>) : {};
   }
 
-  async #insert(userId: string, valid: ValidCreate): Promise<SandboxRecord> {
+  async #insert(
+    userId: string,
+    valid: ValidCreate,
+    opts: { id?: string; admitMib?: number; build?: (base: SandboxRecord) => SandboxRecord } = {},
+  ): Promise<SandboxRecord> {
     const envKeys = Object.keys(valid.envs);
     const envsSealed = envKeys.length > 0 ? this.#secrets.seal(JSON.stringify(valid.envs)) : null;
     for (let attempt = 0; ; attempt++) {
       const name = valid.name ?? generateName(attempt >= 3);
       try {
-        return await this.scheduler.admit({ memMib: valid.shape.memMib, ...(valid.hostId ? { hostId: valid.hostId } : {}) }, async (p) => {
-          const record = newSandboxRecord({
-            id: `sb_${ulid()}`,
+        return await this.scheduler.admit({ memMib: opts.admitMib ?? valid.shape.memMib, ...(valid.hostId ? { hostId: valid.hostId } : {}) }, async (p) => {
+          const base = newSandboxRecord({
+            id: opts.id ?? `sb_${ulid()}`,
             userId,
             name,
             valid,
@@ -255,6 +326,7 @@ export class SandboxService {
             bandwidthQuotaBytes: this.#config.defaultBandwidthQuotaBytes,
             now: nowIso(),
           });
+          const record = opts.build ? opts.build(base) : base;
           await this.#repos.sandboxes.insert(record);
           this.#log.info({ sandbox: record.id, name, ip: record.ip, user: userId }, "sandbox status creating");
           return record;

@@ -40,6 +40,8 @@ export function isTerminal(status: SandboxStatus): boolean {
  * Allowed moves. Why some exist:
  * - `pausing → running`, `resuming → running`: a pause/resume interrupted by a
  *   server restart settles on what actually exists.
+ * - `resuming → paused`: a resume interrupted by a restart whose snapshot is
+ *   still intact; `forking → failed`: a fork child left half-made by a restart.
  * - `failed → destroyed`: deleting a failed sandbox only has to clean up; it
  *   must not pass through `destroying` (non-terminal), which would reclaim a
  *   name or IP that may already belong to a newer sandbox.
@@ -49,8 +51,8 @@ const TRANSITIONS: Readonly<Record<SandboxStatus, readonly SandboxStatus[]>> = {
   running: ["pausing", "destroying", "failed"],
   pausing: ["paused", "running", "error", "failed", "destroying"],
   paused: ["resuming", "forking", "destroying", "failed"],
-  resuming: ["running", "error", "failed", "destroying"],
-  forking: ["paused", "error"],
+  resuming: ["running", "paused", "error", "failed", "destroying"],
+  forking: ["paused", "error", "failed"],
   error: ["resuming", "destroying", "failed"],
   destroying: ["destroyed", "failed"],
   destroyed: [],

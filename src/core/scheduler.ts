@@ -9,6 +9,7 @@ import { noCapacity } from "./errors.js";
 import { IpPool, macForIp } from "./ip-pool.js";
 import { Mutex } from "./mutex.js";
 import type { SandboxRepository } from "./repositories.js";
+import type { SandboxStatus } from "./sandbox-state.js";
 
 /** Where a new sandbox goes and its network identity. */
 export interface Placement {
@@ -48,7 +49,7 @@ export class Scheduler {
       const hostId = req.hostId ?? this.#opts.localHostId;
       if (hostId !== this.#opts.localHostId) throw noCapacity();
       const live = await this.#opts.sandboxes.liveOnHost(hostId);
-      const used = live.reduce((sum, s) => sum + s.memMib, 0);
+      const used = usedMib(live);
       if (used + req.memMib > this.#opts.capacity().memMib) throw noCapacity();
       const ip = this.#opts.pool.allocate(live.map((s) => s.ip));
       if (!ip) throw noCapacity();
@@ -56,10 +57,38 @@ export class Scheduler {
     });
   }
 
+  /**
+   * Admits an existing sandbox back onto its host (resume, a fork's child
+   * starting): checks there is room for `memMib`, then runs `start` (which
+   * must persist a status that holds memory, e.g. `resuming`) before anyone
+   * else is admitted.
+   *
+   * @throws AppError `no_capacity` (503) when the host is full.
+   */
+  admitExisting<T>(req: { memMib: number; hostId: string }, start: () => Promise<T>): Promise<T> {
+    return this.#mutex.run(async () => {
+      const live = await this.#opts.sandboxes.liveOnHost(req.hostId);
+      if (usedMib(live) + req.memMib > this.#opts.capacity().memMib) throw noCapacity();
+      return start();
+    });
+  }
+
   /** Memory still free on a host, MiB (for GET /v1/hosts). */
   async freeMib(hostId: string): Promise<{ freeMib: number; vmCount: number }> {
     const live = await this.#opts.sandboxes.liveOnHost(hostId);
-    const used = live.reduce((sum, s) => sum + s.memMib, 0);
+    const used = usedMib(live);
     return { freeMib: Math.max(0, this.#opts.capacity().memMib - used), vmCount: live.length };
   }
+}
+
+/**
+ * Statuses whose sandbox holds no VM (hence no host memory): paused to disk,
+ * `error` (a resume that gave up) and `forking` (a paused source, or a child
+ * not started yet). They keep their IP.
+ */
+const NO_MEMORY: ReadonlySet<SandboxStatus> = new Set(["paused", "error", "forking"]);
+
+/** Memory held on a host by its live rows, MiB. */
+function usedMib(live: ReadonlyArray<{ memMib: number; status: SandboxStatus }>): number {
+  return live.reduce((sum, s) => sum + (NO_MEMORY.has(s.status) ? 0 : s.memMib), 0);
 }

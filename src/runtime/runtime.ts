@@ -9,7 +9,7 @@
  * Every method is keyed by the sandbox id (`sb_<ULID>`). All methods are safe
  * to call concurrently for different ids.
  */
-import type { Readable } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
 
 /** Network identity of one VM on the host's sandbox network. */
 export interface MachineNetwork {
@@ -79,11 +79,61 @@ export interface ExecOutcome {
   signal?: number;
 }
 
+/** Terminal size and extra environment of an interactive shell. */
+export interface ShellOptions {
+  rows: number;
+  cols: number;
+  /** Extra environment on top of the sandbox envs (TERM is xterm-256color). */
+  env?: Record<string, string>;
+}
+
+/** A login shell on a pseudo-terminal in the guest (see `Runtime.openShell`). */
+export interface ShellSession {
+  /** Terminal bytes: write what the user types, read what the terminal shows.
+   *  Destroying it hangs up the terminal (SIGHUP to the shell's session). */
+  stream: Duplex;
+  /** Sets the terminal size (the foreground job gets SIGWINCH). */
+  resize(rows: number, cols: number): void;
+  /** The shell's exit code (128+N when killed by signal N); -1 when the
+   *  session was hung up or the connection to the guest was lost. Never rejects. */
+  exit: Promise<number>;
+}
+
+/** What the kernel enforces for one sandbox's traffic (see `Runtime.setNetworkPolicy`). */
+export interface NetworkPolicy {
+  /** The sandbox's IPv4 address. */
+  ip: string;
+  /** Egress allowlist as stored; null, empty or containing `*` allows all. */
+  egress: readonly string[] | null;
+  /** Quota used up: outbound connections are dropped. */
+  capped: boolean;
+}
+
+/** Bytes counted for one sandbox (egress: out of the netns; ingress: towards its tap). */
+export interface NetworkUsage {
+  egressBytes: number;
+  ingressBytes: number;
+}
+
 /** One VMM process found running on the host (for reconciliation). */
 export interface RunningMachine {
   id: string;
   pid: number;
+  /**
+   * Set when the VM is not running but paused to disk (a complete snapshot
+   * bundle, no VMM process; `pid` is 0). Core keeps such sandboxes `paused`.
+   */
+  paused?: boolean;
 }
+
+/** Options of {@link Runtime.fork}. */
+export interface ForkOptions {
+  /** Leave the child paused (files only); default false: the child runs. */
+  startPaused?: boolean;
+}
+
+/** The (rootfs, shape, disk) a template or warm pool VM is made for. */
+export type MachineShape = Pick<MachineSpec, "rootfs" | "vcpu" | "memMib" | "diskMib">;
 
 export type MachineExitListener = (id: string, reason: string) => void;
 
@@ -128,12 +178,84 @@ export interface Runtime {
   readFile(id: string, path: string): Promise<Readable>;
 
   /**
+   * Opens a TCP connection to 127.0.0.1:`port` inside the guest (also
+   * services bound to loopback only); only while running. Ending the stream
+   * half-closes, destroying it aborts. Rejects `agent_error` when the guest
+   * refuses the connection.
+   */
+  openTunnel(id: string, port: number): Promise<Duplex>;
+
+  /**
+   * Starts a login shell (bash -l, else sh -l) on a new pseudo-terminal in
+   * the guest, in /root with the sandbox envs; only while running.
+   */
+  openShell(id: string, opts: ShellOptions): Promise<ShellSession>;
+
+  /**
+   * Installs or replaces sandbox `id`'s network policy in the kernel: its
+   * egress allowlist, whether its bandwidth is used up (`capped`: outbound
+   * connections dropped), and its byte counters. Keyed by IP and the id's
+   * tap names, so it may be called before `create` and survives
+   * pause/resume; host-name rules are resolved before it resolves and kept
+   * fresh. `null` removes everything of `id` (after destroy).
+   */
+  setNetworkPolicy(id: string, policy: NetworkPolicy | null): Promise<void>;
+
+  /**
+   * Egress/ingress bytes per sandbox counted by the kernel since the
+   * previous call (read and zeroed in one step; callers add them up).
+   */
+  takeNetworkUsage(): Promise<Map<string, NetworkUsage>>;
+
+  /**
+   * A TCP connection to `ip:port` on the sandbox network, made from inside
+   * the network namespace like any network client (the ingress proxy).
+   * Rejects `not_running` when nothing accepts there.
+   */
+  dialGuest(ip: string, port: number): Promise<Duplex>;
+
+  /**
    * Called once at server start: finds VMs still running from a previous
    * server process, re-attaches to those in `ids`, and kills and cleans up
    * any VMM process or directory that is not in `ids`. Returns those of `ids`
-   * that are alive; the rest are gone (core marks them failed).
+   * that are alive, or paused (`paused: true`: a complete snapshot on disk,
+   * kept, never deleted); the rest are gone (core marks them failed). An
+   * interrupted pause or resume settles on what exists (see docs/snapshots.md).
+   * Warm pool VMs of a previous server are killed; the pool refills after.
    */
   reconcile(ids: string[]): Promise<RunningMachine[]>;
+
+  /**
+   * Pauses a running VM to disk: memory, CPU, device state and disk saved
+   * under the data dir, then the VMM process and tap are gone (no host
+   * memory held). On failure the VM keeps running and the promise rejects.
+   * Rejects `not_running` when `id` is not running.
+   */
+  pause(id: string): Promise<void>;
+
+  /**
+   * Resumes a paused VM where it stopped (processes, /dev/shm, open files)
+   * and re-applies `spec`'s identity (same name, IP and MAC; fresh clock and
+   * RNG seed). On failure the paused snapshot stays intact, so it may be
+   * retried. Rejects `no_capacity` when the host has no room.
+   */
+  resume(id: string, spec: MachineSpec): Promise<MachineInfo>;
+
+  /**
+   * Makes a new VM `child.id` from paused VM `sourceId` (same memory and
+   * disk, copy-on-write: no data copied). The source stays paused. The child
+   * then runs with `child`'s identity, unless `opts.startPaused` (resolves
+   * undefined). On failure nothing of the child remains; the source is intact.
+   */
+  fork(sourceId: string, child: MachineSpec, opts?: ForkOptions): Promise<MachineInfo | undefined>;
+
+  /**
+   * Reserves an already-restored VM of the warm pool for `shape` and returns
+   * its id: the caller must use it as the new sandbox's id and call `create`
+   * with it (which then only hands the VM over), or `destroy` it. Undefined
+   * when the pool for that shape is empty or disabled.
+   */
+  claimWarm(shape: MachineShape): string | undefined;
 
   /** Registers a listener for VMs that die without `destroy` (crash, SIGKILL). */
   onExit(listener: MachineExitListener): void;

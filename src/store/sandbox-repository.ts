@@ -34,6 +34,7 @@ function toRecord(r: Row): SandboxRecord {
     egress: JSON.parse(r.egress) as string[],
     bandwidthQuotaBytes: Number(r.bandwidth_quota_bytes),
     bandwidthIngressBytes: Number(r.bandwidth_ingress_bytes),
+    bandwidthUsedBytes: Number(r.bandwidth_used_bytes ?? 0),
     spawnMs: r.spawn_ms === null ? null : Number(r.spawn_ms),
     forkedFrom: r.forked_from,
     createdAt: r.created_at,
@@ -91,6 +92,7 @@ function toRow(s: SandboxRecord): Row {
     egress: JSON.stringify(s.egress),
     bandwidth_quota_bytes: s.bandwidthQuotaBytes,
     bandwidth_ingress_bytes: s.bandwidthIngressBytes,
+    bandwidth_used_bytes: s.bandwidthUsedBytes,
     spawn_ms: s.spawnMs,
     forked_from: s.forkedFrom,
     created_at: s.createdAt,
@@ -180,7 +182,21 @@ export class KyselySandboxRepository implements SandboxRepository {
     const set: Partial<Row> = { updated_at: now };
     if (patch.ingressEnabled !== undefined) set.ingress_enabled = patch.ingressEnabled ? 1 : 0;
     if (patch.autoPauseAfterSeconds !== undefined) set.auto_pause_after_seconds = patch.autoPauseAfterSeconds;
+    if (patch.egress !== undefined) set.egress = JSON.stringify(patch.egress);
+    if (patch.bandwidthQuotaBytes !== undefined) set.bandwidth_quota_bytes = patch.bandwidthQuotaBytes;
+    if (patch.sshPubkeys !== undefined) set.ssh_pubkeys = JSON.stringify(patch.sshPubkeys);
     await this.#db.updateTable("sandboxes").set(set).where("id", "=", id).execute();
+  }
+
+  async addBandwidthUsage(id: string, egressBytes: number, ingressBytes: number): Promise<void> {
+    await this.#db
+      .updateTable("sandboxes")
+      .set((eb) => ({
+        bandwidth_used_bytes: eb("bandwidth_used_bytes", "+", egressBytes),
+        bandwidth_ingress_bytes: eb("bandwidth_ingress_bytes", "+", ingressBytes),
+      }))
+      .where("id", "=", id)
+      .execute();
   }
 
   async listByStatus(statuses: readonly SandboxStatus[]): Promise<SandboxRecord[]> {
@@ -189,14 +205,14 @@ export class KyselySandboxRepository implements SandboxRepository {
     return rows.map(toRecord);
   }
 
-  async liveOnHost(hostId: string): Promise<Array<{ ip: string; memMib: number }>> {
+  async liveOnHost(hostId: string): Promise<Array<{ ip: string; memMib: number; status: SandboxStatus }>> {
     const rows = await this.#db
       .selectFrom("sandboxes")
-      .select(["ip", "mem_mib"])
+      .select(["ip", "mem_mib", "status"])
       .where("host_id", "=", hostId)
       .where("status", "not in", [...TERMINAL_STATUSES])
       .execute();
-    return rows.map((r) => ({ ip: r.ip, memMib: r.mem_mib }));
+    return rows.map((r) => ({ ip: r.ip, memMib: r.mem_mib, status: r.status as SandboxStatus }));
   }
 
   async countByStatus(userId: string): Promise<Partial<Record<SandboxStatus, number>>> {

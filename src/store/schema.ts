@@ -27,6 +27,8 @@ export interface SandboxesTable {
   /** bigint: PostgreSQL returns it as a string. */
   bandwidth_quota_bytes: number | string;
   bandwidth_ingress_bytes: number | string;
+  /** Egress bytes used (migration 0002). */
+  bandwidth_used_bytes: number | string;
   spawn_ms: number | null;
   forked_from: string | null;
   created_at: string;

@@ -3,8 +3,9 @@
  * can be delayed or made to fail, exec echoes (or returns configured
  * outcomes), files live in a Map, and `crash(id)` simulates a VM dying.
  */
-import { Readable } from "node:stream";
+import { Readable, type Duplex } from "node:stream";
 import { RuntimeError } from "../../src/runtime/errors.js";
+import { duplexPair } from "./duplex-pair.js";
 import type {
   ExecOutcome,
   ExecOutput,
@@ -16,6 +17,12 @@ import type {
   Runtime,
   RuntimeCapacity,
   RunningMachine,
+  ShellOptions,
+  ShellSession,
+  NetworkPolicy,
+  NetworkUsage,
+  ForkOptions,
+  MachineShape,
 } from "../../src/runtime/runtime.js";
 
 export interface FakeRuntimeOptions {
@@ -46,6 +53,15 @@ export class FakeRuntime implements Runtime {
   execHandler: FakeExec | undefined;
   /** Ids `reconcile` reports alive (default: every machine in the map). */
   reconciled: string[] | undefined;
+  /**
+   * Guest services for openTunnel, by port: each gets the guest end of a new
+   * connection. A port without one refuses (agent_error, as the agent does).
+   */
+  readonly guestPorts = new Map<number, (conn: Duplex) => void>();
+  /** Every tunnel opened: sandbox id and port. */
+  readonly tunnels: Array<{ id: string; port: number }> = [];
+  /** Every shell opened, with each size it was given (open, then resizes). */
+  readonly shells: Array<{ id: string; opts: ShellOptions; sizes: Array<[number, number]>; hungUp: boolean }> = [];
   opts: FakeRuntimeOptions;
   #listeners: MachineExitListener[] = [];
   #pid = 1000;
@@ -68,6 +84,7 @@ export class FakeRuntime implements Runtime {
     if (this.failDestroy) throw this.failDestroy;
     this.destroyed.push(id);
     this.machines.delete(id);
+    this.pausedMachines.delete(id);
     for (const key of [...this.files.keys()]) if (key.startsWith(`${id}:`)) this.files.delete(key);
   }
 
@@ -119,11 +136,125 @@ export class FakeRuntime implements Runtime {
     return Readable.from([buf]);
   }
 
+  /** Network policies as last set, by sandbox id (removed ones deleted). */
+  readonly policies = new Map<string, NetworkPolicy>();
+  /** Usage handed out by the next `takeNetworkUsage` (tests fill it). */
+  pendingUsage = new Map<string, NetworkUsage>();
+
+  async setNetworkPolicy(id: string, policy: NetworkPolicy | null): Promise<void> {
+    if (policy) this.policies.set(id, policy);
+    else this.policies.delete(id);
+  }
+
+  async takeNetworkUsage(): Promise<Map<string, NetworkUsage>> {
+    const u = this.pendingUsage;
+    this.pendingUsage = new Map();
+    return u;
+  }
+
+  async dialGuest(ip: string, port: number): Promise<Duplex> {
+    throw new RuntimeError("not_running", `fake runtime cannot reach ${ip}:${port}`);
+  }
+
+  async openTunnel(id: string, port: number): Promise<Duplex> {
+    if (!this.machines.has(id)) throw new RuntimeError("not_running", "sandbox is not running");
+    const service = this.guestPorts.get(port);
+    if (!service) throw new RuntimeError("agent_error", `connect to guest port ${port}: Connection refused (errno 111)`);
+    this.tunnels.push({ id, port });
+    const [host, guest] = duplexPair();
+    service(guest);
+    return host;
+  }
+
+  /**
+   * A fake terminal: echoes what is typed; a line `size` prints "ROWS COLS",
+   * `exit N` ends the shell with code N.
+   */
+  async openShell(id: string, opts: ShellOptions): Promise<ShellSession> {
+    if (!this.machines.has(id)) throw new RuntimeError("not_running", "sandbox is not running");
+    const rec = { id, opts, sizes: [[opts.rows, opts.cols]] as Array<[number, number]>, hungUp: false };
+    this.shells.push(rec);
+    const [host, guest] = duplexPair();
+    let resolveExit!: (code: number) => void;
+    const exit = new Promise<number>((r) => (resolveExit = r));
+    let line = "";
+    guest.on("data", (c: Buffer) => {
+      guest.write(c);
+      line += c.toString();
+      let nl: number;
+      while ((nl = line.indexOf("\n")) >= 0) {
+        const cmd = line.slice(0, nl).trim();
+        line = line.slice(nl + 1);
+        const size = rec.sizes.at(-1)!;
+        if (cmd === "size") guest.write(`${size[0]} ${size[1]}\r\n`);
+        const m = /^exit(?: (\d+))?$/.exec(cmd);
+        if (m) {
+          resolveExit(Number(m[1] ?? 0));
+          guest.end();
+          return;
+        }
+      }
+    });
+    guest.on("close", () => {
+      rec.hungUp = true;
+      resolveExit(-1);
+    });
+    return { stream: host, exit, resize: (rows, cols) => void rec.sizes.push([rows, cols]) };
+  }
+
+  /** Paused VMs (issue 4): their spec at pause, files kept by id. */
+  readonly pausedMachines = new Map<string, MachineSpec>();
+  /** Set to make the next pauses / resumes fail. */
+  failPause: Error | undefined;
+  failResume: Error | undefined;
+  /** Delay of pause, resume and fork, ms (default 0). */
+  snapshotDelayMs = 0;
+  /** Ids of warm VMs `claimWarm` hands out (tests fill it). */
+  readonly warm: string[] = [];
+
+  async pause(id: string): Promise<void> {
+    const m = this.machines.get(id);
+    if (!m) throw new RuntimeError("not_running", "sandbox is not running");
+    if (this.snapshotDelayMs) await sleep(this.snapshotDelayMs);
+    if (this.failPause) throw this.failPause;
+    this.machines.delete(id);
+    this.pausedMachines.set(id, m.spec);
+  }
+
+  async resume(id: string, spec: MachineSpec): Promise<MachineInfo> {
+    if (!this.pausedMachines.has(id)) throw new RuntimeError("internal", `${id} is not paused`);
+    if (this.snapshotDelayMs) await sleep(this.snapshotDelayMs);
+    if (this.failResume) throw this.failResume;
+    this.pausedMachines.delete(id);
+    const pid = this.#pid++;
+    this.machines.set(id, { spec, pid });
+    return { id, pid, bootMs: 0 };
+  }
+
+  async fork(sourceId: string, child: MachineSpec, opts: ForkOptions = {}): Promise<MachineInfo | undefined> {
+    if (!this.pausedMachines.has(sourceId)) throw new RuntimeError("internal", `${sourceId} is not paused`);
+    if (this.snapshotDelayMs) await sleep(this.snapshotDelayMs);
+    for (const [key, buf] of [...this.files]) if (key.startsWith(`${sourceId}:`)) this.files.set(`${child.id}:${key.slice(sourceId.length + 1)}`, buf);
+    if (opts.startPaused) {
+      this.pausedMachines.set(child.id, child);
+      return undefined;
+    }
+    const pid = this.#pid++;
+    this.machines.set(child.id, { spec: child, pid });
+    return { id: child.id, pid, bootMs: 0 };
+  }
+
+  claimWarm(_shape: MachineShape): string | undefined {
+    return this.warm.shift();
+  }
+
   async reconcile(ids: string[]): Promise<RunningMachine[]> {
     const alive = this.reconciled ?? [...this.machines.keys()];
     // Anything not expected is killed, like the real runtime does.
     for (const id of [...this.machines.keys()]) if (!ids.includes(id)) this.machines.delete(id);
-    return ids.filter((id) => alive.includes(id)).map((id) => ({ id, pid: this.machines.get(id)?.pid ?? 1 }));
+    for (const id of [...this.pausedMachines.keys()]) if (!ids.includes(id)) this.pausedMachines.delete(id);
+    const paused = ids.filter((id) => this.pausedMachines.has(id)).map((id) => ({ id, pid: 0, paused: true }));
+    return [...ids.filter((id) => alive.includes(id) && !this.pausedMachines.has(id)).map((id) => ({ id, pid: this.machines.get(id)?.pid ?? 1 })), ...paused];
   }
 
   onExit(listener: MachineExitListener): void {

@@ -15,7 +15,13 @@ import { createServices, registerLocalHost } from "../../core/services.js";
 import { coreConfig, loadConfig, type ConfigFlags } from "../../config.js";
 import { ImageStore } from "../../runtime/images/image-store.js";
 import type { BuildProgress } from "../../runtime/images/build-progress.js";
-import { HostNetwork } from "../../runtime/network/host-network.js";
+import { startIngressProxy } from "../../api/ingress-proxy.js";
+import { SANDBOX_STATUSES, isTerminal } from "../../core/sandbox-state.js";
+import { DEFAULT_DISK_MIB } from "../../core/shapes.js";
+import { HostNetwork, NS_VETH } from "../../runtime/network/host-network.js";
+import { NetnsDialer } from "../../runtime/network/netns-dialer.js";
+import { netnsNames } from "../../runtime/network/netns-names.js";
+import { SandboxFirewall } from "../../runtime/network/sandbox-firewall.js";
 import { QemuRuntime } from "../../runtime/qemu/qemu-runtime.js";
 import { kyselyRepositories } from "../../store/kysely-repositories.js";
 import { openDatabase } from "../../store/open-database.js";
@@ -78,8 +84,14 @@ export async function serve(flags: ConfigFlags): Promise<void> {
     progress.stop();
   }
 
-  const network = new HostNetwork({ cidr: config.networkCidr, dns: config.dns, log: log.child({ component: "network" }) });
+  const netLog = log.child({ component: "network" });
+  const network = new HostNetwork({ nsName: config.netns, cidr: config.networkCidr, dns: config.dns, log: netLog });
   await network.ensure();
+  // Egress rules, bandwidth counters and the ingress dialer live in the netns.
+  const firewall = new SandboxFirewall({ netns: config.netns, table: netnsNames(config.netns).table, bridge: network.bridge, uplink: NS_VETH, cidr: network.cidr, dns: config.dns, log: netLog });
+  await firewall.init();
+  const dialer = new NetnsDialer({ netns: config.netns, socketPath: join(config.dataDir, "ingress.sock"), cidr: network.cidr, log: netLog });
+  await dialer.start();
 
   const runtime = new QemuRuntime({
     dataDir: config.dataDir,
@@ -88,11 +100,23 @@ export async function serve(flags: ConfigFlags): Promise<void> {
     ...(config.accel ? { accel: config.accel } : {}),
     ...(config.hostMemMib ? { memBudgetMib: config.hostMemMib } : {}),
     log: log.child({ component: "runtime" }),
+    firewall,
+    dialer,
+    templates: config.templates,
+    // The default rootfs and smallest shape: template built at start, warm pool kept.
+    warm: [{ shape: { rootfs: config.poolRootfs ?? images.defaultImage, vcpu: 1, memMib: 256, diskMib: DEFAULT_DISK_MIB }, size: config.poolSize }],
   });
   const secrets = await SecretBox.fromKeyFile(join(config.dataDir, "secret.key"));
-  const services = createServices({ repos, runtime, secrets, config: coreConfig(config), log });
+  const services = createServices({ repos, runtime, secrets, config: coreConfig(config), log, autoPauseCheckMs: config.autoPauseCheckMs });
   await registerLocalHost(services);
   await services.sandboxes.recover();
+  await services.network.start();
+  const live = await services.repos.sandboxes.listByStatus(SANDBOX_STATUSES.filter((s) => !isTerminal(s)));
+  await firewall.prune(live.map((r) => r.id));
+  const ingress = config.ingressListen && config.ingressDomain
+    ? await startIngressProxy({ network: services.network, domain: config.ingressDomain, ...config.ingressListen, log: log.child({ component: "ingress" }) })
+    : undefined;
+  if (ingress) log.info({ url: ingress.url, domain: config.ingressDomain }, "ingress listening");
 
   const app = await buildApp({
     services,
@@ -110,6 +134,11 @@ export async function serve(flags: ConfigFlags): Promise<void> {
 
   closeOnSignals(async () => {
     await app.close();
+    await ingress?.close();
+    await services.network.close();
+    firewall.close();
+    dialer.close();
+    await services.snapshots.close();
     await services.sandboxes.close();
     await runtime.close();
     await db.destroy();

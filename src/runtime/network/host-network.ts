@@ -22,6 +22,7 @@
  */
 import { RuntimeError } from "../errors.js";
 import { cidrInfo, intToIp, ipToInt } from "./cidr.js";
+import { netnsNames } from "./netns-names.js";
 import { runCommand } from "./run-command.js";
 import { fallbackTapName, tapName } from "./tap-name.js";
 
@@ -58,7 +59,7 @@ export interface TapInfo {
 }
 
 /** Name of the veth end inside the namespace. */
-const NS_VETH = "uplink";
+export const NS_VETH = "uplink";
 
 /** Owns the netns, bridge, veth pair, NAT tables and taps. */
 export class HostNetwork {
@@ -80,20 +81,23 @@ export class HostNetwork {
 
   constructor(opts: HostNetworkOptions = {}) {
     this.netnsName = opts.nsName ?? "hutch";
-    this.bridge = opts.bridge ?? "hutch0";
+    // Bridge, veth and link subnet follow from the netns name, so servers
+    // with different HUTCH_NETNS can share a host.
+    const derived = netnsNames(this.netnsName);
+    this.bridge = opts.bridge ?? derived.bridge;
     const info = cidrInfo(opts.cidr ?? "192.168.0.0/16");
     this.cidr = `${info.network}/${info.prefixLen}`;
     this.gateway = info.gateway;
     this.prefixLen = info.prefixLen;
     this.dns = opts.dns ?? [];
-    this.hostVeth = opts.hostVeth ?? "hutch-host";
-    const link = cidrInfo(opts.linkCidr ?? "169.254.211.0/30");
+    this.hostVeth = opts.hostVeth ?? derived.hostVeth;
+    const link = cidrInfo(opts.linkCidr ?? derived.linkCidr);
     this.linkCidr = `${link.network}/${link.prefixLen}`;
     this.linkPrefix = link.prefixLen;
     this.linkHostIp = link.firstHost;
     this.linkNsIp = intToIp(ipToInt(link.firstHost) + 1);
     this.hostForwarding = opts.hostForwarding ?? true;
-    this.table = this.netnsName.replace(/[^A-Za-z0-9_]/g, "_");
+    this.table = derived.table;
     this.log = opts.log;
     for (const n of [this.bridge, this.hostVeth]) {
       if (n.length > 15 || !/^[A-Za-z0-9_.-]+$/.test(n)) throw new Error(`invalid interface name: ${n}`);

@@ -7,12 +7,14 @@
 import type { ChildProcess } from "node:child_process";
 import { readdir, rm } from "node:fs/promises";
 import os from "node:os";
-import type { Readable } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
 import { AgentClient } from "../agent/agent-client.js";
 import { RuntimeError } from "../errors.js";
 import { detectAccel, memBudgetMib, type Accel } from "../host-info.js";
 import type { ImageStore } from "../images/image-store.js";
 import type { HostNetwork } from "../network/host-network.js";
+import type { NetnsDialer } from "../network/netns-dialer.js";
+import type { SandboxFirewall } from "../network/sandbox-firewall.js";
 import type {
   ExecOutcome,
   ExecOutput,
@@ -24,9 +26,20 @@ import type {
   Runtime,
   RuntimeCapacity,
   RunningMachine,
+  ShellOptions,
+  ShellSession,
+  NetworkPolicy,
+  NetworkUsage,
+  ForkOptions,
+  MachineShape,
 } from "../runtime.js";
 import { QmpClient } from "./qmp-client.js";
 import type { RuntimeLogger } from "./runtime-logger.js";
+import { SnapshotOps } from "./snapshot-ops.js";
+import { removeForkLeftovers, settlePaused } from "./snapshot-recovery.js";
+import type { WarmTarget } from "./warm-pool.js";
+import { readSnapInfo, type VmSnapInfo } from "./vm-snap-info.js";
+import type { SnapVm } from "../snapshot/snapshot-vm.js";
 import { bootVm } from "./vm-boot.js";
 import { readVmMeta } from "./vm-meta.js";
 import { checkSocketPathLength, isSandboxId, sandboxesDir, vmPaths, type VmPaths } from "./vm-paths.js";
@@ -48,6 +61,10 @@ export interface QemuRuntimeOptions {
   dataDir: string;
   images: ImageStore;
   network: HostNetwork;
+  /** Per-sandbox egress rules and counters; without it network policies are not enforced. */
+  firewall?: SandboxFirewall;
+  /** Dials guests from inside the netns (ingress); without it `dialGuest` rejects. */
+  dialer?: NetnsDialer;
   /** HUTCH_ACCEL; default: detected (KVM only with hardware virtualization). */
   accel?: Accel;
   /** HUTCH_HOST_MEM_MIB; default: physical memory minus a reserve. */
@@ -58,6 +75,13 @@ export interface QemuRuntimeOptions {
   bootTimeoutMs?: number;
   /** console.log is rotated past this size (default 1 MiB); at most twice that is kept. */
   consoleMaxBytes?: number;
+  /** Serve creates from template snapshots (default true); false: every create cold boots. */
+  templates?: boolean;
+  /**
+   * Shapes whose template is built at start-up (after `reconcile`), each
+   * with its warm pool size (0: template only). Needs `templates`.
+   */
+  warm?: WarmTarget[];
 }
 
 /** A VM this runtime is attached to. */
@@ -73,6 +97,8 @@ interface Vm {
   child?: ChildProcess;
   /** Set by destroy (or once its exit is handled): no onExit for it. */
   stopping: boolean;
+  /** How its RAM and disk are mapped: what a pause writes. */
+  snap: VmSnapInfo;
 }
 
 const POLL_MS = 500;
@@ -91,6 +117,8 @@ export class QemuRuntime implements Runtime {
   private readonly timer: NodeJS.Timeout;
   private ticks = 0;
   private closed = false;
+  /** Templates, warm pool, pause/resume/fork (docs/snapshots.md). */
+  private readonly snaps: SnapshotOps;
 
   constructor(private readonly opts: QemuRuntimeOptions) {
     checkSocketPathLength(opts.dataDir);
@@ -101,6 +129,13 @@ export class QemuRuntime implements Runtime {
     this.consoleMaxBytes = opts.consoleMaxBytes ?? 1024 * 1024;
     this.timer = setInterval(() => void this.poll(), POLL_MS);
     this.timer.unref();
+    this.snaps = new SnapshotOps({
+      deps: { dataDir: opts.dataDir, images: opts.images, network: opts.network, accel: this.accel, binary: this.binary, log: opts.log },
+      templates: opts.templates ?? true,
+      warm: opts.warm ?? [],
+      bootTimeoutMs: this.bootTimeoutMs,
+      hasRoom: (memMib) => this.usedMib() + this.snaps.poolMib() + memMib <= this.budgetMib,
+    });
   }
 
   async create(spec: MachineSpec, signal?: AbortSignal): Promise<MachineInfo> {
@@ -110,7 +145,8 @@ export class QemuRuntime implements Runtime {
     if (this.vms.has(id) || this.creating.has(id) || this.destroying.has(id)) {
       throw new RuntimeError("internal", `VM ${id} already exists`);
     }
-    const used = [...this.vms.values(), ...this.creating.values()].reduce((s, v) => s + v.memMib, 0);
+    // A claimed warm VM's memory is already counted in the pool's.
+    const used = this.usedMib() + this.snaps.poolMib() - (this.snaps.isWarm(id) ? spec.memMib : 0);
     if (used + spec.memMib > this.budgetMib) {
       throw new RuntimeError("no_capacity", `not enough memory on this host: ${spec.memMib} MiB asked, ${this.budgetMib - used} MiB free`);
     }
@@ -137,6 +173,49 @@ export class QemuRuntime implements Runtime {
     return p;
   }
 
+  async pause(id: string): Promise<void> {
+    const vm = this.running(id);
+    if (this.creating.has(id) || this.destroying.has(id)) throw new RuntimeError("not_running", `sandbox ${id} is busy`);
+    vm.stopping = true; // its QEMU quits on purpose: no onExit
+    try {
+      await this.snaps.pause(this.toSnapVm(vm));
+    } catch (err) {
+      vm.stopping = false;
+      if (!(await isAlive(vm.pid))) await this.gone(vm, "VMM died during pause");
+      throw new RuntimeError("internal", `pause of ${id} failed: ${(err as Error).message}`, { cause: err });
+    }
+    this.vms.delete(id);
+    this.detach(vm);
+    this.opts.log.info({ id }, "VM paused");
+  }
+
+  async resume(id: string, spec: MachineSpec): Promise<MachineInfo> {
+    return this.startPaused(id, spec, "resume");
+  }
+
+  async fork(sourceId: string, child: MachineSpec, opts: ForkOptions = {}): Promise<MachineInfo | undefined> {
+    if (this.closed) throw new RuntimeError("internal", "runtime is closed");
+    if (!isSandboxId(sourceId) || !isSandboxId(child.id)) throw new RuntimeError("internal", "invalid sandbox id");
+    if (this.vms.has(sourceId) || this.creating.has(sourceId)) throw new RuntimeError("internal", `VM ${sourceId} is not paused`);
+    if (this.vms.has(child.id) || this.creating.has(child.id)) throw new RuntimeError("internal", `VM ${child.id} already exists`);
+    try {
+      await this.snaps.fork(sourceId, child.id);
+    } catch (err) {
+      throw new RuntimeError("internal", `fork of ${sourceId} failed: ${(err as Error).message}`, { cause: err });
+    }
+    if (opts.startPaused) return undefined;
+    try {
+      return await this.startPaused(child.id, child, "resume");
+    } catch (err) {
+      await this.removeLeftovers(child.id).catch(() => {});
+      throw err;
+    }
+  }
+
+  claimWarm(shape: MachineShape): string | undefined {
+    return this.closed ? undefined : this.snaps.claimWarm(shape);
+  }
+
   async exec(id: string, req: ExecRequest, out: ExecOutput, signal?: AbortSignal): Promise<ExecOutcome> {
     return this.running(id).agent.exec(req, out, signal);
   }
@@ -149,8 +228,33 @@ export class QemuRuntime implements Runtime {
     return this.running(id).agent.readFile(path);
   }
 
+  async openTunnel(id: string, port: number): Promise<Duplex> {
+    return this.running(id).agent.tcpConnect(port);
+  }
+
+  async openShell(id: string, opts: ShellOptions): Promise<ShellSession> {
+    return this.running(id).agent.openShell(opts);
+  }
+
+  async setNetworkPolicy(id: string, policy: NetworkPolicy | null): Promise<void> {
+    const fw = this.opts.firewall;
+    if (!fw) return;
+    if (policy) await fw.apply(id, policy);
+    else await fw.remove(id);
+  }
+
+  async takeNetworkUsage(): Promise<Map<string, NetworkUsage>> {
+    return this.opts.firewall ? this.opts.firewall.takeUsage() : new Map();
+  }
+
+  async dialGuest(ip: string, port: number): Promise<Duplex> {
+    if (!this.opts.dialer) throw new RuntimeError("internal", "no netns dialer configured");
+    return this.opts.dialer.dial(ip, port);
+  }
+
   async reconcile(ids: string[]): Promise<RunningMachine[]> {
     const want = new Set(ids);
+    for (const d of await removeForkLeftovers(this.opts.dataDir)) this.opts.log.info({ dir: d }, "removed interrupted fork");
     const procs = await findVmmProcesses(this.opts.dataDir, this.binary);
     let dirs: string[] = [];
     try {
@@ -165,6 +269,11 @@ export class QemuRuntime implements Runtime {
       if (this.vms.has(id) || this.creating.has(id)) {
         if (want.has(id)) alive.push({ id, pid: this.vms.get(id)?.pid ?? 0 });
         else await this.destroy(id);
+        continue;
+      }
+      // A complete pause is kept (any QEMU still next to it is killed).
+      if (want.has(id) && (await settlePaused(this.opts.dataDir, id, this.opts.network))) {
+        alive.push({ id, pid: 0, paused: true });
         continue;
       }
       const vm = want.has(id) ? await this.attach(id) : undefined;
@@ -183,6 +292,8 @@ export class QemuRuntime implements Runtime {
         this.opts.log.info({ tap: t.name }, "removed leaked tap");
       }
     }
+    // Pool VMs of a previous server were removed above (not in `ids`): build templates, refill.
+    if (!this.closed) this.snaps.start();
     return alive;
   }
 
@@ -199,12 +310,14 @@ export class QemuRuntime implements Runtime {
   }
 
   capacity(): RuntimeCapacity {
-    return { memMib: this.budgetMib, vcpus: os.cpus().length };
+    // Warm pool VMs hold memory too (counted against capacity).
+    return { memMib: this.budgetMib - this.snaps.poolMib(), vcpus: os.cpus().length };
   }
 
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
+    await this.snaps.close();
     for (const c of this.creating.values()) c.abort.abort(new Error("runtime closing"));
     await Promise.all([...this.creating.values()].map((c) => c.done));
     for (const vm of this.vms.values()) this.detach(vm);
@@ -212,6 +325,56 @@ export class QemuRuntime implements Runtime {
   }
 
   // --- internals ----------------------------------------------------------
+
+  /** Guest memory of VMs running or starting, MiB (warm pool not included). */
+  private usedMib(): number {
+    return [...this.vms.values(), ...this.creating.values()].reduce((s, v) => s + v.memMib, 0);
+  }
+
+  /** Resumes paused VM `id` with `spec`'s identity (a fork's child: also its new MAC). */
+  private async startPaused(id: string, spec: MachineSpec, what: string): Promise<MachineInfo> {
+    if (this.closed) throw new RuntimeError("internal", "runtime is closed");
+    if (!isSandboxId(id)) throw new RuntimeError("internal", `invalid sandbox id: ${JSON.stringify(id)}`);
+    if (this.vms.has(id) || this.creating.has(id) || this.destroying.has(id)) throw new RuntimeError("internal", `VM ${id} is not paused`);
+    const used = this.usedMib() + this.snaps.poolMib();
+    if (used + spec.memMib > this.budgetMib) {
+      throw new RuntimeError("no_capacity", `not enough memory on this host: ${spec.memMib} MiB asked, ${this.budgetMib - used} MiB free`);
+    }
+    const t0 = Date.now();
+    const done = this.snaps.resume(id, spec, this.bootTimeoutMs);
+    this.creating.set(id, { abort: new AbortController(), memMib: spec.memMib, done: done.catch(() => {}) });
+    try {
+      const vm = this.adopt(await done);
+      this.opts.log.info({ id, pid: vm.pid, ms: Date.now() - t0 }, `VM ${what}d`);
+      return { id, pid: vm.pid, bootMs: Date.now() - t0 };
+    } catch (err) {
+      throw new RuntimeError("boot_failed", `${what} of ${id} failed: ${(err as Error).message}`, { cause: err });
+    } finally {
+      this.creating.delete(id);
+    }
+  }
+
+  /** Registers a snapshot-capable VM (restored, resumed or handed over) as running, and watches it. */
+  private adopt(s: SnapVm): Vm {
+    if (!s.agent) throw new Error(`VM ${s.id} has no agent connection`);
+    const snap: VmSnapInfo = { vcpu: s.vcpu, rootfs: s.rootfs, ram: s.ram, disk: s.disk, ...(s.template ? { template: s.template } : {}) };
+    const vm: Vm = { id: s.id, pid: s.pid, paths: s.paths, tap: s.tap, memMib: s.memMib, agent: s.agent, qmp: s.qmp, child: s.child, stopping: false, snap };
+    this.vms.set(vm.id, vm);
+    s.child.once("exit", (code, sig) => void this.gone(vm, sig ? `VMM killed by ${sig}` : `VMM exited with code ${code}`));
+    if (s.exited) void this.gone(vm, s.exited);
+    return vm;
+  }
+
+  /** The snapshot module's view of a running VM. */
+  private toSnapVm(vm: Vm): SnapVm {
+    return {
+      id: vm.id, pid: vm.pid, paths: vm.paths, tap: vm.tap, vcpu: vm.snap.vcpu, memMib: vm.memMib, rootfs: vm.snap.rootfs,
+      ram: vm.snap.ram, disk: vm.snap.disk, qmp: vm.qmp, agent: vm.agent,
+      // A re-attached VM has no ChildProcess; pause never uses it.
+      child: vm.child as ChildProcess,
+      ...(vm.snap.template ? { template: vm.snap.template } : {}),
+    };
+  }
 
   private running(id: string): Vm {
     const vm = this.vms.get(id);
@@ -222,13 +385,25 @@ export class QemuRuntime implements Runtime {
   /** Boots through `bootVm`, then watches the new VM's process. */
   private async boot(spec: MachineSpec, signal: AbortSignal): Promise<MachineInfo> {
     const { log, images, network, dataDir } = this.opts;
+    // A warm pool VM (claimed under this id), else a template restore; cold boot when neither works.
+    const t0 = Date.now();
+    const restored = await this.snaps.restore(spec, this.bootTimeoutMs);
+    if (restored) {
+      const vm = this.adopt(restored.vm);
+      log.info({ id: vm.id, pid: vm.pid, tap: vm.tap, how: restored.how, ms: Date.now() - t0 }, "VM started from snapshot");
+      return { id: vm.id, pid: vm.pid, bootMs: Date.now() - t0 };
+    }
+    signal.throwIfAborted();
     const b = await bootVm(
       { dataDir, images, network, log, binary: this.binary, accel: this.accel, bootTimeoutMs: this.bootTimeoutMs,
         removeLeftovers: (id) => this.removeLeftovers(id) },
       spec,
       signal,
     );
-    const vm: Vm = { id: b.id, pid: b.pid, paths: b.paths, tap: b.tap, memMib: spec.memMib, agent: b.agent, qmp: b.qmp, child: b.child, stopping: false };
+    const vm: Vm = {
+      id: b.id, pid: b.pid, paths: b.paths, tap: b.tap, memMib: spec.memMib, agent: b.agent, qmp: b.qmp, child: b.child, stopping: false,
+      snap: { vcpu: spec.vcpu, rootfs: spec.rootfs, ram: { anon: "legacy" }, disk: { file: b.paths.disk, format: "raw" } },
+    };
     this.vms.set(vm.id, vm);
     b.child.removeAllListeners("exit");
     const onExit = (code: number | null, sig: NodeJS.Signals | null) =>
@@ -246,6 +421,7 @@ export class QemuRuntime implements Runtime {
       c.abort.abort(new Error("destroyed"));
       await c.done; // boot() cleans up after itself
     }
+    await this.snaps.discardWarm(id);
     const vm = this.vms.get(id);
     if (vm) {
       vm.stopping = true;
@@ -281,9 +457,20 @@ export class QemuRuntime implements Runtime {
     let qmp: QmpClient | undefined;
     try {
       qmp = await QmpClient.connect(paths.qmp, { timeoutMs: 5000 });
+      // A pause killed mid-stream (no bundle yet) left the guest stopped: it runs on.
+      const st = await qmp.execute<{ running: boolean }>("query-status");
+      if (!st.running) {
+        await qmp.execute("migrate_cancel").catch(() => {});
+        await qmp.execute("cont");
+        await rm(`${paths.dir}/state.tmp`, { force: true });
+        this.opts.log.info({ id }, "interrupted pause undone: VM runs on");
+      }
       const agent = await AgentClient.connect(paths.agent, { timeoutMs: 10_000 });
       await agent.ping(5000);
-      const vm: Vm = { id, pid, paths, tap: meta.tap, memMib: meta.memMib, agent, qmp, stopping: false };
+      const snap = (await readSnapInfo(paths.dir)) ?? {
+        vcpu: meta.vcpu, rootfs: meta.rootfs, ram: { anon: "legacy" as const }, disk: { file: paths.disk, format: "raw" as const },
+      };
+      const vm: Vm = { id, pid, paths, tap: meta.tap, memMib: meta.memMib, agent, qmp, stopping: false, snap };
       this.vms.set(id, vm);
       this.opts.log.info({ id, pid }, "re-attached to running VM");
       return vm;

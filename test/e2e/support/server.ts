@@ -20,6 +20,10 @@ export interface TestServer {
   url: string;
   apiKey: string;
   dataDir: string;
+  /** This server's own network namespace (HUTCH_NETNS), removed by dispose. */
+  netns: string;
+  /** Base URL of the ingress listener (HUTCH_INGRESS_LISTEN on a free port). */
+  ingressUrl: string;
   client: CreateosSandboxClient;
   proc: ChildProcess;
   /** Everything the server printed so far (stdout + stderr). */
@@ -51,6 +55,11 @@ export async function startServer(env: Record<string, string> = {}): Promise<Tes
   const port = await freePort();
   const apiKey = `hk_test_${randomBytes(16).toString("hex")}`;
   const url = `http://127.0.0.1:${port}`;
+  // Own netns (and so bridge, veth, link /30, nft tables) and ingress port
+  // per server: suites can run side by side, and dispose removes it all.
+  const netns = env.HUTCH_NETNS ?? `ht${randomBytes(3).toString("hex")}`;
+  const ingressPort = await freePort();
+  const ingressUrl = `http://127.0.0.1:${ingressPort}`;
   let out = "";
   let proc!: ChildProcess;
 
@@ -62,6 +71,10 @@ export async function startServer(env: Record<string, string> = {}): Promise<Tes
         HUTCH_DATA_DIR: dataDir,
         HUTCH_API_KEY: apiKey,
         HUTCH_LOG_LEVEL: process.env.HUTCH_LOG_LEVEL ?? "info",
+        HUTCH_NETNS: netns,
+        HUTCH_INGRESS_LISTEN: `127.0.0.1:${ingressPort}`,
+        // No warm pool unless a test asks (HUTCH_POOL_SIZE in `env`): the machine is small.
+        HUTCH_POOL_SIZE: "0",
         ...env,
       },
       stdio: ["ignore", "pipe", "pipe"],
@@ -92,6 +105,8 @@ export async function startServer(env: Record<string, string> = {}): Promise<Tes
     url,
     apiKey,
     dataDir,
+    netns,
+    ingressUrl,
     get proc() {
       return proc;
     },
@@ -112,10 +127,20 @@ export async function startServer(env: Record<string, string> = {}): Promise<Tes
       await destroyAll(server).catch(() => undefined);
       proc.kill("SIGTERM");
       await waitExit();
+      await networkDown(netns, env);
       await rm(dataDir, { recursive: true, force: true });
     },
   };
   return server;
+}
+
+/** `hutch network down` for `netns`: nothing of that server's network remains. */
+export async function networkDown(netns: string, env: Record<string, string> = {}): Promise<void> {
+  await new Promise<void>((res) => {
+    const p = spawn(process.execPath, [CLI, "network", "down"], { env: { ...process.env, ...env, HUTCH_NETNS: netns }, stdio: "ignore" });
+    p.once("exit", () => res());
+    p.once("error", () => res());
+  });
 }
 
 /** Raw HTTP helper for what the SDK does not expose (status codes, headers). */

@@ -40,6 +40,7 @@ function record(over: Partial<SandboxRecord> = {}): SandboxRecord {
     egress: [],
     bandwidthQuotaBytes: 5368709120,
     bandwidthIngressBytes: 0,
+    bandwidthUsedBytes: 0,
     spawnMs: 1.5,
     forkedFrom: null,
     createdAt: now,

@@ -12,6 +12,10 @@ import { CreateSandboxBody, ListSandboxesQuery, PatchSandboxBody, SandboxIdParam
 import { createView, listItemView, sandboxView } from "../../views/sandbox-views.js";
 import { execRoutes } from "./exec.js";
 import { fileRoutes } from "./files.js";
+import { lifecycleRoutes } from "./lifecycle.js";
+import { networkRoutes } from "./network.js";
+import { remoteAccessRoutes } from "./remote-access.js";
+import { upgradeRoutes } from "./upgrade-routes.js";
 
 export const sandboxRoutes: FastifyPluginAsyncTypebox<{ services: Services; settings: ApiSettings }> = async (app, opts) => {
   const { sandboxes } = opts.services;
@@ -56,4 +60,8 @@ export const sandboxRoutes: FastifyPluginAsyncTypebox<{ services: Services; sett
 
   await app.register(execRoutes, { services: opts.services, settings: opts.settings });
   await app.register(fileRoutes, { services: opts.services, settings: opts.settings });
+  await app.register(lifecycleRoutes, { services: opts.services, settings: opts.settings });
+  await app.register(networkRoutes, { services: opts.services });
+  await app.register(remoteAccessRoutes, { services: opts.services });
+  await app.register(upgradeRoutes, { services: opts.services });
 };

@@ -1,0 +1,142 @@
+/**
+ * QemuRuntime's snapshot side, kept out of qemu-runtime.ts: creates from a
+ * warm pool VM or a template, pause, resume and fork, on top of
+ * src/runtime/snapshot/ (docs/snapshots.md). QemuRuntime keeps the
+ * bookkeeping (which VMs run, capacity); this class does the file and QEMU work.
+ */
+import { existsSync } from "node:fs";
+import { rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { MachineShape, MachineSpec } from "../runtime.js";
+import { forkPaused } from "../snapshot/fork.js";
+import { applyIdentity } from "../snapshot/guest-identity.js";
+import { pauseToDisk, resumeFromDisk } from "../snapshot/pause.js";
+import { snapPaths } from "../snapshot/snapshot-paths.js";
+import { stopVm, type SnapshotDeps, type SnapVm } from "../snapshot/snapshot-vm.js";
+import { restoreFromTemplate } from "../snapshot/template.js";
+import { TemplateManager } from "./template-manager.js";
+import { WarmPool, type WarmTarget } from "./warm-pool.js";
+import { writeSnapInfo } from "./vm-snap-info.js";
+
+export interface SnapshotOpsOptions {
+  deps: SnapshotDeps;
+  /** Serve creates from templates (false: cold boots only, no pool). */
+  templates: boolean;
+  /** Templates built at start, with their pool sizes. */
+  warm: WarmTarget[];
+  bootTimeoutMs: number;
+  /** Whether the host has room for another `memMib` (pool refills ask). */
+  hasRoom(memMib: number): boolean;
+}
+
+/** Marker in a fork child's directory: its first resume must set the guest's new MAC. */
+const NEW_MAC_MARKER = "new-mac";
+
+export class SnapshotOps {
+  readonly #d: SnapshotDeps;
+  readonly #templates: TemplateManager | undefined;
+  readonly #pool: WarmPool | undefined;
+
+  constructor(private readonly opts: SnapshotOpsOptions) {
+    this.#d = opts.deps;
+    if (opts.templates) {
+      this.#templates = new TemplateManager(opts.deps, opts.bootTimeoutMs);
+      const targets = opts.warm.filter((t) => t.size > 0);
+      if (targets.length > 0) this.#pool = new WarmPool(opts.deps, { targets, templates: this.#templates, hasRoom: opts.hasRoom });
+    }
+  }
+
+  /** After reconcile: builds the start-up templates (in the background), then fills the pool. */
+  start(): void {
+    if (!this.#templates) return;
+    for (const t of this.opts.warm) void this.#templates.ensure(t.shape);
+    this.#pool?.fill();
+  }
+
+  async close(): Promise<void> {
+    this.#templates?.close();
+    await this.#pool?.close();
+  }
+
+  /** Memory held by warm pool VMs, MiB. */
+  poolMib(): number {
+    return this.#pool?.memMib() ?? 0;
+  }
+
+  isWarm(id: string): boolean {
+    return this.#pool?.has(id) ?? false;
+  }
+
+  claimWarm(shape: MachineShape): string | undefined {
+    return this.#pool?.claim(shape);
+  }
+
+  /** Ends the claimed warm VM `id` if create never took it (destroy of a claim). */
+  async discardWarm(id: string): Promise<void> {
+    const vm = this.#pool?.take(id);
+    if (vm) await stopVm(vm, 500).catch(() => {});
+  }
+
+  /**
+   * Starts `spec` from a snapshot: the warm VM claimed under its id (gets
+   * its identity), else a restore of its shape's template. Undefined when
+   * neither is available (or both failed: logged): the caller cold boots.
+   */
+  async restore(spec: MachineSpec, timeoutMs: number): Promise<{ vm: SnapVm; how: "pool" | "template" } | undefined> {
+    const warm = this.#pool?.take(spec.id);
+    if (warm) {
+      try {
+        if (warm.exited) throw new Error(warm.exited);
+        await applyIdentity(warm.agent!, spec, { setMac: true });
+        await this.#recordSnap(warm);
+        return { vm: warm, how: "pool" };
+      } catch (err) {
+        this.#d.log?.warn({ id: spec.id, err }, "warm VM hand-over failed; restoring instead");
+        await stopVm(warm, 500).catch(() => {});
+        await this.#d.network.deleteTap(warm.tap).catch(() => {});
+        await rm(snapPaths(this.#d.dataDir, spec.id).dir, { recursive: true, force: true });
+      }
+    }
+    const tpl = this.#templates?.get(spec);
+    if (!tpl) return undefined;
+    try {
+      const { vm } = await restoreFromTemplate(this.#d, tpl, spec, timeoutMs);
+      await this.#recordSnap(vm);
+      return { vm, how: "template" };
+    } catch (err) {
+      this.#d.log?.warn({ id: spec.id, err }, "template restore failed; cold booting");
+      return undefined;
+    }
+  }
+
+  /** Pauses `vm` to its directory (QEMU and tap gone). The VM runs on if it throws. */
+  async pause(vm: SnapVm): Promise<void> {
+    await pauseToDisk(this.#d, vm);
+    await rm(path.join(vm.paths.dir, "snap.json"), { force: true });
+  }
+
+  /**
+   * Resumes paused VM `id` with `spec`'s identity (a fork child's first
+   * resume also sets its MAC). On failure the bundle is intact: retry.
+   */
+  async resume(id: string, spec: MachineSpec, timeoutMs: number): Promise<SnapVm> {
+    const marker = path.join(snapPaths(this.#d.dataDir, id).dir, NEW_MAC_MARKER);
+    const setMac = existsSync(marker);
+    const { vm } = await resumeFromDisk(this.#d, id, spec, { setMac, timeoutMs });
+    await this.#recordSnap(vm);
+    if (setMac) await rm(marker, { force: true });
+    return vm;
+  }
+
+  /** Makes paused `childId` from paused `sourceId` (links and overlays only). */
+  async fork(sourceId: string, childId: string): Promise<void> {
+    await forkPaused(this.#d, sourceId, childId);
+    await writeFile(path.join(snapPaths(this.#d.dataDir, childId).dir, NEW_MAC_MARKER), "");
+  }
+
+  async #recordSnap(vm: SnapVm): Promise<void> {
+    await writeSnapInfo(vm.paths.dir, {
+      vcpu: vm.vcpu, rootfs: vm.rootfs, ram: vm.ram, disk: vm.disk, ...(vm.template ? { template: vm.template } : {}),
+    });
+  }
+}

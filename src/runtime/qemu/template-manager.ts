@@ -1,0 +1,81 @@
+/**
+ * Templates of (rootfs, shape, disk) for QemuRuntime: loaded from the data
+ * dir when built before, built in the background otherwise, one build at a
+ * time (each is a full VM boot; the host is small). A create asks `get`:
+ * the template when ready, else undefined (it cold boots) and the build is
+ * queued, so later creates of that shape restore in a fraction of the time.
+ */
+import path from "node:path";
+import type { MachineShape } from "../runtime.js";
+import { templateKey, templatesDir } from "../snapshot/snapshot-paths.js";
+import type { SnapshotDeps } from "../snapshot/snapshot-vm.js";
+import { buildTemplate, loadTemplate, type Template } from "../snapshot/template.js";
+
+/** A failed build is not retried for this long (ms). */
+const RETRY_AFTER_MS = 60_000;
+
+export class TemplateManager {
+  readonly #ready = new Map<string, Template>();
+  readonly #pending = new Map<string, Promise<Template | undefined>>();
+  readonly #failedAt = new Map<string, number>();
+  #queue: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  constructor(
+    private readonly d: SnapshotDeps,
+    private readonly bootTimeoutMs: number,
+  ) {}
+
+  /** Template directory key of `shape`. */
+  static key(shape: MachineShape): string {
+    return templateKey(shape.rootfs, shape.vcpu, shape.memMib, shape.diskMib);
+  }
+
+  /** The ready template of `shape`, or undefined (and a build is queued). */
+  get(shape: MachineShape): Template | undefined {
+    const t = this.#ready.get(TemplateManager.key(shape));
+    if (!t) void this.ensure(shape);
+    return t;
+  }
+
+  /**
+   * The template of `shape`: loaded, or built after the builds queued before
+   * it. Undefined when the build failed (logged; retried after a minute).
+   */
+  ensure(shape: MachineShape): Promise<Template | undefined> {
+    const key = TemplateManager.key(shape);
+    const ready = this.#ready.get(key);
+    if (ready) return Promise.resolve(ready);
+    const pending = this.#pending.get(key);
+    if (pending) return pending;
+    const failed = this.#failedAt.get(key);
+    if (this.#closed || (failed !== undefined && Date.now() - failed < RETRY_AFTER_MS)) return Promise.resolve(undefined);
+    const p = this.#queue.then(() => this.#load(key, shape));
+    this.#queue = p;
+    this.#pending.set(key, p);
+    void p.finally(() => this.#pending.delete(key));
+    return p;
+  }
+
+  /** Stops queuing builds (one running finishes; its QEMU is killed by the next server's build). */
+  close(): void {
+    this.#closed = true;
+  }
+
+  async #load(key: string, shape: MachineShape): Promise<Template | undefined> {
+    if (this.#closed) return undefined;
+    try {
+      const t0 = Date.now();
+      const found = await loadTemplate(path.join(templatesDir(this.d.dataDir), key));
+      const t = found ?? (await buildTemplate(this.d, shape, this.bootTimeoutMs));
+      this.#ready.set(key, t);
+      this.#failedAt.delete(key);
+      if (!found) this.d.log?.info({ key, ms: Date.now() - t0 }, "template ready");
+      return t;
+    } catch (err) {
+      this.#failedAt.set(key, Date.now());
+      this.d.log?.error({ key, err }, "template build failed; creates of this shape cold boot");
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * The warm pool: a few VMs per (rootfs, shape) already restored from their
+ * template and warmed up, so a create only hands one over (MAC + CONFIGURE,
+ * ~50 ms once the guest ran those code paths) instead of restoring (~300 ms+
+ * under TCG).
+ *
+ * A pool VM lives in `sandboxes/<id>/` under a fresh sandbox id that becomes
+ * the sandbox's id when claimed (its directory, tap and QEMU argv all derive
+ * from the id, so nothing is renamed at hand-over). Right after its restore
+ * it got a neutral identity (link-local address, its own MAC): the guest has
+ * then run CONFIGURE and `ip link` once, so their code is translated when a
+ * real identity comes. Pool VMs are not in the database: a restarted server's
+ * reconcile kills those of the previous one, and the pool refills.
+ */
+import { randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
+import { ulid } from "ulid";
+import type { MachineShape, MachineSpec } from "../runtime.js";
+import { snapPaths } from "../snapshot/snapshot-paths.js";
+import { stopVm, type SnapshotDeps, type SnapVm } from "../snapshot/snapshot-vm.js";
+import { restoreFromTemplate } from "../snapshot/template.js";
+import { TemplateManager } from "./template-manager.js";
+
+/** Delay between a claim and the refill it triggers, ms. */
+const REFILL_DELAY_MS = 1000;
+
+/** How many warm VMs to keep for one shape. */
+export interface WarmTarget {
+  shape: MachineShape;
+  size: number;
+}
+
+export interface WarmPoolOptions {
+  targets: WarmTarget[];
+  templates: TemplateManager;
+  /** Whether the host has room for another `memMib` of guest memory. */
+  hasRoom(memMib: number): boolean;
+}
+
+export class WarmPool {
+  readonly #ready = new Map<string, SnapVm[]>();
+  readonly #claimed = new Map<string, SnapVm>();
+  #filling: Promise<void> | undefined;
+  #again = false;
+  #closed = false;
+
+  constructor(
+    private readonly d: SnapshotDeps,
+    private readonly opts: WarmPoolOptions,
+  ) {}
+
+  /** Guest memory held by pool VMs (ready or claimed, not yet handed over), MiB. */
+  memMib(): number {
+    let sum = 0;
+    for (const list of this.#ready.values()) for (const vm of list) sum += vm.memMib;
+    for (const vm of this.#claimed.values()) sum += vm.memMib;
+    return sum;
+  }
+
+  /** Whether `id` is a pool VM (ready or claimed). */
+  has(id: string): boolean {
+    return this.#claimed.has(id) || [...this.#ready.values()].some((l) => l.some((v) => v.id === id));
+  }
+
+  /** Reserves a live warm VM of `shape`; its id becomes the sandbox id. Refills in the background. */
+  claim(shape: MachineShape): string | undefined {
+    const list = this.#ready.get(TemplateManager.key(shape));
+    let vm: SnapVm | undefined;
+    while ((vm = list?.shift())) {
+      if (!vm.exited) break;
+      void this.#discard(vm);
+    }
+    // Refill a moment later: a restore right now would compete for the CPU
+    // with the hand-over this claim is for.
+    setTimeout(() => this.fill(), REFILL_DELAY_MS).unref();
+    if (!vm) return undefined;
+    this.#claimed.set(vm.id, vm);
+    return vm.id;
+  }
+
+  /** The claimed VM `id`, handed to the caller (no longer the pool's). */
+  take(id: string): SnapVm | undefined {
+    const vm = this.#claimed.get(id);
+    this.#claimed.delete(id);
+    return vm;
+  }
+
+  /** Starts a refill pass if none is running (builds missing templates first). */
+  fill(): void {
+    if (this.#closed) return;
+    if (this.#filling) {
+      this.#again = true;
+      return;
+    }
+    this.#filling = this.#fillLoop().finally(() => {
+      this.#filling = undefined;
+      if (this.#again && !this.#closed) {
+        this.#again = false;
+        this.fill();
+      }
+    });
+  }
+
+  /** Stops refilling and ends every pool VM (they are not sandboxes). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#filling;
+    const all = [...[...this.#ready.values()].flat(), ...this.#claimed.values()];
+    this.#ready.clear();
+    this.#claimed.clear();
+    await Promise.all(all.map((vm) => this.#discard(vm)));
+  }
+
+  async #fillLoop(): Promise<void> {
+    for (const t of this.opts.targets) {
+      const key = TemplateManager.key(t.shape);
+      let failures = 0;
+      while (!this.#closed && (this.#ready.get(key)?.length ?? 0) < t.size && failures < 3) {
+        const tpl = await this.opts.templates.ensure(t.shape);
+        if (!tpl || this.#closed) break;
+        if (!this.opts.hasRoom(t.shape.memMib)) return;
+        try {
+          const { vm, timings } = await restoreFromTemplate(this.d, tpl, neutralSpec(t.shape));
+          if (this.#closed) {
+            await this.#discard(vm);
+            return;
+          }
+          const list = this.#ready.get(key) ?? [];
+          list.push(vm);
+          this.#ready.set(key, list);
+          this.d.log?.info({ id: vm.id, key, readyMs: timings.readyMs }, "warm VM ready");
+        } catch (err) {
+          failures++;
+          this.d.log?.warn({ key, err }, "warm VM restore failed");
+        }
+      }
+    }
+  }
+
+  async #discard(vm: SnapVm): Promise<void> {
+    await stopVm(vm, 500).catch(() => {});
+    await this.d.network.deleteTap(vm.tap).catch(() => {});
+    await rm(snapPaths(this.d.dataDir, vm.id).dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The identity a pool VM waits with: its own MAC and a link-local address
+ * (never one of the sandbox network's, which belong to sandboxes).
+ */
+function neutralSpec(shape: MachineShape): MachineSpec {
+  const r = randomBytes(6);
+  return {
+    id: `sb_${ulid()}`,
+    name: "warm",
+    ...shape,
+    net: {
+      ip: `169.254.${1 + (r[0]! % 253)}.${1 + (r[1]! % 253)}`,
+      prefixLen: 16,
+      gateway: "169.254.0.1",
+      mac: `02:fd:${[...r.subarray(2)].map((b) => b.toString(16).padStart(2, "0")).join(":")}`,
+      dns: [],
+    },
+    envs: {},
+    sshPubkeys: [],
+  };
+}
