@@ -46,7 +46,7 @@ describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
   let idleSince = 0;
 
   before(async () => {
-    server = await startServer({ HUTCH_POOL_ROOTFS: ROOTFS, HUTCH_POOL_SIZE: "1", HUTCH_AUTO_PAUSE_CHECK_MS: "1000" });
+    server = await startServer({ HUTCH_TEMPLATES: "on", HUTCH_POOL_ROOTFS: ROOTFS, HUTCH_POOL_SIZE: "1", HUTCH_AUTO_PAUSE_CHECK_MS: "1000" });
     await templateReady(server);
     await waitFor(async () => (server.output().includes("warm VM ready") ? true : undefined), 120_000, "warm VM");
     sb = await server.client.createSandbox({ shape: SHAPE, rootfs: ROOTFS, name: "snap-src", envs: { WHO: "parent" } });
@@ -187,7 +187,7 @@ describe("snapshots: a server SIGKILL mid-pause and mid-fork", () => {
   let server: TestServer;
 
   before(async () => {
-    server = await startServer({ HUTCH_POOL_ROOTFS: ROOTFS });
+    server = await startServer({ HUTCH_TEMPLATES: "on", HUTCH_POOL_ROOTFS: ROOTFS });
     await templateReady(server);
   });
   after(async () => {

@@ -54,7 +54,7 @@ export class SnapshotOps {
   }
 
   async close(): Promise<void> {
-    this.#templates?.close();
+    await this.#templates?.close();
     await this.#pool?.close();
   }
 

@@ -20,6 +20,7 @@ export class TemplateManager {
   readonly #failedAt = new Map<string, number>();
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
+  readonly #abort = new AbortController();
 
   constructor(
     private readonly d: SnapshotDeps,
@@ -57,9 +58,11 @@ export class TemplateManager {
     return p;
   }
 
-  /** Stops queuing builds (one running finishes; its QEMU is killed by the next server's build). */
-  close(): void {
+  /** Stops queuing builds and aborts the running one (its VM is stopped, its directory removed). */
+  async close(): Promise<void> {
     this.#closed = true;
+    this.#abort.abort(new Error("runtime closing"));
+    await this.#queue.catch(() => {});
   }
 
   async #load(key: string, shape: MachineShape): Promise<Template | undefined> {
@@ -67,12 +70,13 @@ export class TemplateManager {
     try {
       const t0 = Date.now();
       const found = await loadTemplate(path.join(templatesDir(this.d.dataDir), key));
-      const t = found ?? (await buildTemplate(this.d, shape, this.bootTimeoutMs));
+      const t = found ?? (await buildTemplate(this.d, shape, this.bootTimeoutMs, this.#abort.signal));
       this.#ready.set(key, t);
       this.#failedAt.delete(key);
       if (!found) this.d.log?.info({ key, ms: Date.now() - t0 }, "template ready");
       return t;
     } catch (err) {
+      if (this.#closed) return undefined;
       this.#failedAt.set(key, Date.now());
       this.d.log?.error({ key, err }, "template build failed; creates of this shape cold boot");
       return undefined;

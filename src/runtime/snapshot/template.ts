@@ -62,7 +62,12 @@ export interface TemplateSpec {
  * a whole one; leftovers of an interrupted build are removed first.
  * The guest gets no identity (no CONFIGURE): clones get theirs.
  */
-export async function buildTemplate(d: SnapshotDeps, spec: TemplateSpec, bootTimeoutMs = 120_000): Promise<Template> {
+/**
+ * Builds the template of `spec` (or returns the one already built). Aborting
+ * `signal` (server shutdown) stops the build VM and removes its directory:
+ * a build never outlives the server that started it.
+ */
+export async function buildTemplate(d: SnapshotDeps, spec: TemplateSpec, bootTimeoutMs = 120_000, signal?: AbortSignal): Promise<Template> {
   const key = templateKey(spec.rootfs, spec.vcpu, spec.memMib, spec.diskMib);
   const finalDir = path.join(templatesDir(d.dataDir), key);
   const existing = await loadTemplate(finalDir);
@@ -85,10 +90,12 @@ export async function buildTemplate(d: SnapshotDeps, spec: TemplateSpec, bootTim
       id, paths, tap, mac: TEMPLATE_MAC, vcpu: spec.vcpu, memMib: spec.memMib, rootfs: spec.rootfs,
       ram: { file: tp.mem, share: true }, disk: { file: tp.disk, format: "raw" }, incoming: false,
     });
-    vm.agent = await AgentClient.connect(paths.agent, { timeoutMs: bootTimeoutMs });
+    signal?.throwIfAborted();
+    vm.agent = await AgentClient.connect(paths.agent, { timeoutMs: bootTimeoutMs, ...(signal ? { signal } : {}) });
     const bootMs = Date.now() - t0;
     // Let the guest settle (udev-like module loads, first writes) before freezing it.
     await vm.agent.ping(10_000);
+    signal?.throwIfAborted();
     const t1 = Date.now();
     await vm.qmp.execute("stop");
     // The agent connection stays open through the snapshot: clones start

@@ -73,8 +73,10 @@ export async function startServer(env: Record<string, string> = {}): Promise<Tes
         HUTCH_LOG_LEVEL: process.env.HUTCH_LOG_LEVEL ?? "info",
         HUTCH_NETNS: netns,
         HUTCH_INGRESS_LISTEN: `127.0.0.1:${ingressPort}`,
-        // No warm pool unless a test asks (HUTCH_POOL_SIZE in `env`): the machine is small.
+        // No warm pool and no template builds unless a test asks (test/e2e/snapshots.test.ts
+        // does): each costs full VM boots and CI has 2 cores. Creates then cold boot.
         HUTCH_POOL_SIZE: "0",
+        HUTCH_TEMPLATES: "off",
         ...env,
       },
       stdio: ["ignore", "pipe", "pipe"],
