@@ -10,8 +10,8 @@ import { RuntimeError } from "../errors.js";
 import type { ShellOptions, ShellSession } from "../runtime.js";
 import type { AgentClient } from "./agent-client.js";
 import { agentError } from "./agent-errors.js";
-import { PayloadReader } from "./frame-codec.js";
-import { decodeError, decodeExit, encodeCredit, encodePtyOpen, encodePtyResize } from "./messages.js";
+import { CreditWindow } from "./credit-window.js";
+import { decodeError, decodeExit, encodePtyOpen, encodePtyResize } from "./messages.js";
 import {
   FRAME_TYPE_NAMES,
   HP_CHUNK_SIZE,
@@ -36,17 +36,10 @@ function clampSize(n: number): number {
 export function openPty(client: AgentClient, opts: ShellOptions): Promise<ShellSession> {
   return new Promise((resolve, reject) => {
     let stream: Duplex | null = null;
-    let sendCredit = HP_TCP_WINDOW;
-    let owed = 0;
-    let closed = false; // channel over (exit, hang-up or connection lost)
-    let creditWaiter: (() => void) | null = null;
+    // Assigned right after openChannel: frames only arrive from later socket events.
+    let win: CreditWindow;
     let resolveExit!: (code: number) => void;
     const exit = new Promise<number>((r) => (resolveExit = r));
-    const wake = () => {
-      const w = creditWaiter;
-      creditWaiter = null;
-      w?.();
-    };
 
     const ch = client.openChannel({
       onFrame: (f) => {
@@ -57,32 +50,25 @@ export function openPty(client: AgentClient, opts: ShellOptions): Promise<ShellS
               stream,
               exit,
               resize: (rows, cols) => {
-                if (!closed) ch.send(HP_PTY_RESIZE, encodePtyResize(clampSize(rows), clampSize(cols)));
+                if (!win.closed) ch.send(HP_PTY_RESIZE, encodePtyResize(clampSize(rows), clampSize(cols)));
               },
             });
           }
           if (f.type !== HP_ERROR) throw new Error(`unexpected ${FRAME_TYPE_NAMES[f.type] ?? f.type} on a pty channel`);
           const err = agentError(decodeError(f.payload), "open shell");
-          closed = true;
+          win.close();
           ch.close();
           return reject(err);
         }
         switch (f.type) {
           case HP_STDOUT:
-            if (stream.push(f.payload)) ch.send(HP_CREDIT, encodeCredit(f.payload.length));
-            else owed += f.payload.length;
-            return;
-          case HP_CREDIT: {
-            const r = new PayloadReader(f.payload);
-            sendCredit += r.u32();
-            r.end();
-            return wake();
-          }
+            return win.received(f.payload.length, stream.push(f.payload));
+          case HP_CREDIT:
+            return win.granted(f.payload);
           case HP_EXIT: {
             const x = decodeExit(f.payload);
-            closed = true;
+            win.close();
             ch.close();
-            wake();
             resolveExit(x.exitCode);
             // Let the reader drain what the terminal showed last, then end.
             const s = stream;
@@ -93,9 +79,8 @@ export function openPty(client: AgentClient, opts: ShellOptions): Promise<ShellS
           }
           case HP_ERROR: {
             const e = decodeError(f.payload);
-            closed = true;
+            win.close();
             ch.close();
-            wake();
             resolveExit(-1);
             return void stream.destroy(agentError(e, "shell"));
           }
@@ -104,56 +89,36 @@ export function openPty(client: AgentClient, opts: ShellOptions): Promise<ShellS
         }
       },
       onClose: (err) => {
-        closed = true;
-        wake();
+        win.close();
         resolveExit(-1);
         if (stream) stream.destroy(err);
         else reject(err);
       },
     });
 
-    const waitCredit = () => new Promise<void>((r) => (creditWaiter = r));
+    win = new CreditWindow(ch);
 
     const makeStream = () =>
       new Duplex({
         readableHighWaterMark: HP_TCP_WINDOW,
         writableHighWaterMark: HP_CHUNK_SIZE,
         read() {
-          if (owed > 0 && !closed) {
-            ch.send(HP_CREDIT, encodeCredit(owed));
-            owed = 0;
-          }
+          win.readMore();
         },
         write(chunk: Buffer, _enc, cb) {
-          void (async () => {
-            let off = 0;
-            while (off < chunk.length) {
-              if (closed) return cb(new RuntimeError("not_running", "shell has ended"));
-              if (sendCredit === 0) {
-                await waitCredit();
-                continue;
-              }
-              const n = Math.min(chunk.length - off, HP_CHUNK_SIZE, sendCredit);
-              sendCredit -= n;
-              const ok = ch.send(HP_STDIN, chunk.subarray(off, off + n));
-              off += n;
-              if (!ok) await ch.drained();
-            }
-            cb();
-          })();
+          win.write(HP_STDIN, chunk, () => new RuntimeError("not_running", "shell has ended")).then(() => cb(), cb);
         },
         // A terminal has no half-close: the end of input is the user's ^D.
         final(cb) {
           cb();
         },
         destroy(err, cb) {
-          if (!closed) {
-            closed = true;
+          if (!win.closed) {
             ch.send(HP_KILL);
             ch.close();
             resolveExit(-1);
           }
-          wake();
+          win.close();
           cb(err);
         },
       });

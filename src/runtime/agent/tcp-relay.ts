@@ -8,8 +8,8 @@ import { Duplex } from "node:stream";
 import { RuntimeError } from "../errors.js";
 import type { AgentClient } from "./agent-client.js";
 import { agentError } from "./agent-errors.js";
-import { decodeError, decodeTcpClose, encodeCredit, encodeTcpConnect } from "./messages.js";
-import { PayloadReader } from "./frame-codec.js";
+import { CreditWindow } from "./credit-window.js";
+import { decodeError, decodeTcpClose, encodeTcpConnect } from "./messages.js";
 import {
   FRAME_TYPE_NAMES,
   HP_CHUNK_SIZE,
@@ -30,15 +30,8 @@ export function openTcp(client: AgentClient, port: number): Promise<Duplex> {
   }
   return new Promise((resolve, reject) => {
     let duplex: Duplex | null = null;
-    let sendCredit = HP_TCP_WINDOW;
-    let owed = 0;
-    let closed = false; // channel over (either side)
-    let creditWaiter: (() => void) | null = null;
-    const wake = () => {
-      const w = creditWaiter;
-      creditWaiter = null;
-      w?.();
-    };
+    // Assigned right after openChannel: frames only arrive from later socket events.
+    let win: CreditWindow;
 
     const ch = client.openChannel({
       onFrame: (f) => {
@@ -49,29 +42,22 @@ export function openTcp(client: AgentClient, port: number): Promise<Duplex> {
           }
           if (f.type !== HP_ERROR) throw new Error(`unexpected ${FRAME_TYPE_NAMES[f.type] ?? f.type} on a tcp channel`);
           const err = agentError(decodeError(f.payload), `connect to guest port ${port}`);
-          closed = true;
+          win.close();
           ch.close();
           return reject(err);
         }
         switch (f.type) {
           case HP_TCP_DATA:
-            if (duplex.push(f.payload)) ch.send(HP_CREDIT, encodeCredit(f.payload.length));
-            else owed += f.payload.length;
-            return;
+            return win.received(f.payload.length, duplex.push(f.payload));
           case HP_TCP_EOF:
             duplex.push(null);
             return;
-          case HP_CREDIT: {
-            const r = new PayloadReader(f.payload);
-            sendCredit += r.u32();
-            r.end();
-            return wake();
-          }
+          case HP_CREDIT:
+            return win.granted(f.payload);
           case HP_TCP_CLOSE: {
             const e = decodeTcpClose(f.payload);
-            closed = true;
+            win.close();
             ch.close();
-            wake();
             if (e.errno) return void duplex.destroy(agentError(e, `guest port ${port}`));
             // Clean end: both directions are done; let the reader drain first.
             const d = duplex;
@@ -87,14 +73,13 @@ export function openTcp(client: AgentClient, port: number): Promise<Duplex> {
         }
       },
       onClose: (err) => {
-        closed = true;
-        wake();
+        win.close();
         if (duplex) duplex.destroy(err);
         else reject(err);
       },
     });
 
-    const waitCredit = () => new Promise<void>((r) => (creditWaiter = r));
+    win = new CreditWindow(ch);
 
     const makeDuplex = () =>
       new Duplex({
@@ -104,40 +89,21 @@ export function openTcp(client: AgentClient, port: number): Promise<Duplex> {
         readableHighWaterMark: HP_TCP_WINDOW,
         writableHighWaterMark: HP_CHUNK_SIZE,
         read() {
-          if (owed > 0 && !closed) {
-            ch.send(HP_CREDIT, encodeCredit(owed));
-            owed = 0;
-          }
+          win.readMore();
         },
         write(chunk: Buffer, _enc, cb) {
-          void (async () => {
-            let off = 0;
-            while (off < chunk.length) {
-              if (closed) return cb(new RuntimeError("not_running", `guest port ${port}: relay closed`));
-              if (sendCredit === 0) {
-                await waitCredit();
-                continue;
-              }
-              const n = Math.min(chunk.length - off, HP_CHUNK_SIZE, sendCredit);
-              sendCredit -= n;
-              const ok = ch.send(HP_TCP_DATA, chunk.subarray(off, off + n));
-              off += n;
-              if (!ok) await ch.drained();
-            }
-            cb();
-          })();
+          win.write(HP_TCP_DATA, chunk, () => new RuntimeError("not_running", `guest port ${port}: relay closed`)).then(() => cb(), cb);
         },
         final(cb) {
-          if (!closed) ch.send(HP_TCP_EOF);
+          if (!win.closed) ch.send(HP_TCP_EOF);
           cb();
         },
         destroy(err, cb) {
-          if (!closed) {
-            closed = true;
+          if (!win.closed) {
             ch.send(HP_TCP_CLOSE);
             ch.close();
           }
-          wake();
+          win.close();
           cb(err);
         },
       });
