@@ -59,25 +59,12 @@ export function listItemView(rec: SandboxSummary) {
 
 /** The SandboxView of GET /v1/sandboxes/{id}, by-ip and PATCH. */
 export function sandboxView(rec: SandboxRecord, ingress: IngressSettings) {
-  const view: Record<string, unknown> = {
-    id: rec.id,
-    name: rec.name,
-    status: rec.status,
-    ip: rec.ip,
-    vcpu: rec.vcpu,
-    mem_mib: rec.memMib,
-    disk_mib: rec.diskMib,
-    shape: rec.shape,
-    rootfs: rec.rootfs,
-    region: rec.region,
-    ingress_enabled: rec.ingressEnabled,
-    bandwidth_ingress_bytes: rec.bandwidthIngressBytes,
-  };
-  if (rec.autoPauseAfterSeconds !== null) view.auto_pause_after_seconds = rec.autoPauseAfterSeconds;
+  // The list item's fields (seed order), then what only the full view carries.
+  const view = listItemView(rec);
+  view.bandwidth_ingress_bytes = rec.bandwidthIngressBytes;
   view.envs = rec.envKeys;
   view.ssh_pubkeys = rec.sshPubkeys;
   view.egress = rec.egress;
-  view.created_at = rec.createdAt;
   if (rec.runningAt !== null) view.running_at = rec.runningAt;
   view.paused_at = rec.pausedAt;
   view.last_resumed_at = rec.lastResumedAt;
