@@ -206,10 +206,9 @@ test(`restores (${RESTORES}) each get their own hostname, IP, MAC and envs, and 
 
 // CONFIGURE credits the host's seed with RNDADDENTROPY, but Linux (6.1)
 // reseeds an already-ready CRNG only on its timer (up to 60 s): clones of
-// one template may emit the same bytes until then. Seen in one run of two.
-// The fix belongs in the agent: ioctl(RNDRESEEDCRNG) right after
-// RNDADDENTROPY (tried by hand in clones: it works). Until then: todo.
-test("clones read different /dev/urandom bytes", { todo: "agent: RNDRESEEDCRNG after RNDADDENTROPY" }, () => {
+// one template emitted the same bytes until the agent also asked for
+// RNDRESEEDCRNG right after it.
+test("clones read different /dev/urandom bytes", () => {
   assert.ok(cloneRandom.length >= 2);
   assert.equal(new Set(cloneRandom).size, cloneRandom.length, `repeated random bytes: ${cloneRandom.join(" ")}`);
 });
