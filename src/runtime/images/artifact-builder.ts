@@ -15,7 +15,7 @@ import {
   type BuildManifest,
 } from "./build-manifest.js";
 import type { ProgressListener } from "./build-progress.js";
-import { runCommand } from "./run-command.js";
+import { runCommand } from "../run-command.js";
 
 /** What {@link ensureArtifact} did. */
 export type EnsureResult = "cached" | "built";

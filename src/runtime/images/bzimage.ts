@@ -4,7 +4,7 @@
  * so we unpack its compressed payload ourselves.
  */
 import { open, readFile, rm, writeFile } from "node:fs/promises";
-import { runCommand } from "./run-command.js";
+import { runCommand } from "../run-command.js";
 
 /** Offset of `setup_sects` (u8) in the boot sector. */
 const SETUP_SECTS_OFFSET = 0x1f1;

@@ -9,7 +9,7 @@ import { hostMirror } from "./apt-mirror.js";
 import { sha256 } from "./build-manifest.js";
 import { packBaseImage } from "./ext4-image.js";
 import { rootfsPaths, type RootfsImage } from "./rootfs-image.js";
-import { runCommand } from "./run-command.js";
+import { runCommand } from "../run-command.js";
 
 /** Debian release of the image. */
 export const DEVBOX_SUITE = "bookworm";

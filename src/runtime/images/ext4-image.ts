@@ -4,7 +4,7 @@
  * sparse file with lazy init (tens of milliseconds even at 10 GiB).
  */
 import { open, rm, stat } from "node:fs/promises";
-import { runCommand } from "./run-command.js";
+import { runCommand } from "../run-command.js";
 
 /** Label /init looks for on the read-only base image. */
 export const BASE_LABEL = "hutch-base";

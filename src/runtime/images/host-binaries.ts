@@ -3,7 +3,7 @@
  * before any library is there) and Debian's bash with its libraries.
  */
 import { access } from "node:fs/promises";
-import { runCommand } from "./run-command.js";
+import { runCommand } from "../run-command.js";
 
 /** Where Debian's busybox-static puts its binary. */
 export const BUSYBOX_PATH = "/bin/busybox";

@@ -26,7 +26,7 @@ import { KernelArtifact } from "./kernel-artifact.js";
 import { kernelCmdline } from "./kernel-cmdline.js";
 import { MinimalImage } from "./minimal-image.js";
 import type { RootfsImage } from "./rootfs-image.js";
-import { runCommand } from "./run-command.js";
+import { runCommand } from "../run-command.js";
 
 export type { BuildProgress } from "./build-progress.js";
 

@@ -9,7 +9,7 @@ import type { Artifact, BuildContext } from "./artifact.js";
 import { extractVmlinux } from "./bzimage.js";
 import { writeCpioNewc, type CpioEntry } from "./cpio-newc.js";
 import { INITRAMFS_MODULES, resolveModules } from "./kernel-modules.js";
-import { runCommand } from "./run-command.js";
+import { runCommand } from "../run-command.js";
 
 /** Debian's metapackage that depends on the current cloud kernel. */
 export const KERNEL_METAPACKAGE = "linux-image-cloud-amd64";

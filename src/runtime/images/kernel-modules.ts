@@ -5,7 +5,7 @@
  */
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { runCommand } from "./run-command.js";
+import { runCommand } from "../run-command.js";
 
 /** Modules `/init` loads, in the order RUNTIME-NOTES found to work. */
 export const INITRAMFS_MODULES = [
