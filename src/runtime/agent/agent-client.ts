@@ -18,7 +18,7 @@ import { runExec } from "./exec-channel.js";
 import { openRead, streamWrite } from "./file-transfer.js";
 import { openPty } from "./pty-channel.js";
 import { openTcp } from "./tcp-relay.js";
-import { decodeError, decodeHelloReply, encodeConfigure, encodeHello } from "./messages.js";
+import { decodeError, decodeHelloReply, encodeConfigure, encodeHello, type ConfigurePayload } from "./messages.js";
 import {
   FRAME_TYPE_NAMES,
   HP_CONFIGURE,
@@ -31,17 +31,8 @@ import {
   HP_VERSION,
 } from "./protocol.js";
 
-/** The sandbox identity sent with CONFIGURE (again after every restore). */
-export interface GuestConfig {
-  hostname: string;
-  net?: { ip: string; prefixLen: number; gateway: string; mac: string; dns: string[] };
-  envs: Record<string, string>;
-  sshPubkeys: string[];
-  /** >= 32 bytes, from crypto.randomBytes. */
-  rngSeed: Buffer;
-  /** Date.now() at send time. */
-  wallClockMs: number;
-}
+/** The sandbox identity sent with CONFIGURE: the wire payload itself. */
+export type GuestConfig = ConfigurePayload;
 
 /** How long `connect`/`fromSocket` may take in total (socket + HELLO), and a way to give up early. */
 export interface ConnectOptions {

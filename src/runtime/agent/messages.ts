@@ -26,13 +26,15 @@ export function decodeHelloReply(p: Buffer): HelloReply {
   return reply;
 }
 
-/** What CONFIGURE carries; see `GuestConfig` in agent-client.ts. */
+/** What CONFIGURE carries: the sandbox identity (again after every restore). */
 export interface ConfigurePayload {
   hostname: string;
   net?: { ip: string; prefixLen: number; gateway: string; mac: string; dns: string[] };
   envs: Record<string, string>;
   sshPubkeys: string[];
+  /** >= 32 bytes, from crypto.randomBytes. */
   rngSeed: Buffer;
+  /** Date.now() at send time. */
   wallClockMs: number;
 }
 

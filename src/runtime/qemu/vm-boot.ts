@@ -4,7 +4,6 @@
  * error is thrown.
  */
 import type { ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { mkdir, rm } from "node:fs/promises";
 import { AgentClient } from "../agent/agent-client.js";
 import { RuntimeError, isRuntimeError } from "../errors.js";
@@ -12,6 +11,7 @@ import type { Accel } from "../host-info.js";
 import type { ImageStore } from "../images/image-store.js";
 import type { HostNetwork } from "../network/host-network.js";
 import type { MachineSpec } from "../runtime.js";
+import { guestConfigOf } from "../snapshot/guest-identity.js";
 import { buildQemuArgs } from "./qemu-args.js";
 import { QmpClient } from "./qmp-client.js";
 import type { RuntimeLogger } from "./runtime-logger.js";
@@ -105,14 +105,7 @@ export async function bootVm(d: BootDeps, spec: MachineSpec, signal: AbortSignal
     qmp = await QmpClient.connect(paths.qmp, { timeoutMs: 10_000, signal: bootSignal });
     agent = await AgentClient.connect(paths.agent, { timeoutMs: d.bootTimeoutMs, signal: bootSignal });
     const bootMs = Date.now() - t0;
-    await agent.configure({
-      hostname: spec.name,
-      net: { ...spec.net },
-      envs: spec.envs,
-      sshPubkeys: spec.sshPubkeys,
-      rngSeed: randomBytes(32),
-      wallClockMs: Date.now(),
-    });
+    await agent.configure(guestConfigOf(spec));
     signal.throwIfAborted();
     if (exitedWith) throw new Error(exitedWith);
     return { id: spec.id, pid, paths, tap, agent, qmp, child, bootMs };

@@ -2,11 +2,23 @@
  * Giving a restored or forked guest its own identity through the agent.
  */
 import { randomBytes } from "node:crypto";
-import type { AgentClient } from "../agent/agent-client.js";
+import type { AgentClient, GuestConfig } from "../agent/agent-client.js";
 import type { MachineSpec } from "../runtime.js";
 
 /** What makes a guest this sandbox: a MachineSpec's identity fields. */
 export type GuestIdentity = Pick<MachineSpec, "name" | "net" | "envs" | "sshPubkeys">;
+
+/** The CONFIGURE of `id`, with a fresh RNG seed and the current wall clock. */
+export function guestConfigOf(id: GuestIdentity): GuestConfig {
+  return {
+    hostname: id.name,
+    net: { ...id.net },
+    envs: id.envs,
+    sshPubkeys: id.sshPubkeys,
+    rngSeed: randomBytes(32),
+    wallClockMs: Date.now(),
+  };
+}
 
 /**
  * Sets the guest's NIC MAC to `identity.net.mac`, then CONFIGUREs hostname,
@@ -32,12 +44,5 @@ export async function applyIdentity(agent: AgentClient, id: GuestIdentity, opts:
     );
     if (res.exitCode !== 0) throw new Error(`setting the guest MAC failed: exit ${res.exitCode} ${res.error ?? ""} ${Buffer.concat(err).toString().trim()}`);
   }
-  await agent.configure({
-    hostname: id.name,
-    net: { ...id.net },
-    envs: id.envs,
-    sshPubkeys: id.sshPubkeys,
-    rngSeed: randomBytes(32),
-    wallClockMs: Date.now(),
-  });
+  await agent.configure(guestConfigOf(id));
 }
