@@ -95,8 +95,11 @@ export class SandboxService {
     // A warm pool VM of this shape, if any, lends its id (its files and tap are named after it).
     const warmId = this.#runtime.claimWarm({ rootfs: valid.rootfs, vcpu: valid.shape.vcpu, memMib: valid.shape.memMib, diskMib: valid.diskMib });
     let record: SandboxRecord;
+    const t: Record<string, number> = {};
+    const lap = (what: string) => (t[what] = Math.round((performance.now() - started) * 10) / 10);
     try {
       record = await this.#insert(userId, valid, warmId ? { id: warmId } : {});
+      lap("insertedMs");
     } catch (err) {
       if (warmId) void this.#runtime.destroy(warmId).catch(() => {});
       throw err;
@@ -113,10 +116,18 @@ export class SandboxService {
       sshPubkeys: record.sshPubkeys,
     };
     try {
-      // Egress rules and counters first: they are keyed by IP and tap name,
-      // so the guest's first packet already meets them.
-      await this.#runtime.setNetworkPolicy(record.id, networkPolicyOf(record));
-      await this.#runtime.create(spec);
+      // Egress rules and counters go in while the VM starts: the guest takes
+      // its address only with its identity at the end of create, and runs
+      // nothing of the user's before create returns, by when both are done.
+      const [policy, started] = await Promise.allSettled([
+        this.#runtime.setNetworkPolicy(record.id, networkPolicyOf(record)).then(() => lap("policyMs")),
+        this.#runtime.create(spec).then(() => lap("startedMs")),
+      ]);
+      if (started.status === "rejected") throw started.reason;
+      if (policy.status === "rejected") {
+        await this.#runtime.destroy(record.id).catch((e: unknown) => this.#log.warn({ err: e, sandbox: record.id }, "could not stop the VM"));
+        throw policy.reason;
+      }
     } catch (err) {
       this.#log.error({ err, sandbox: record.id }, "sandbox failed to start");
       await this.#transition(record, "failed").catch((e: unknown) => this.#log.error({ err: e, sandbox: record.id }, "could not mark failed"));
@@ -124,7 +135,9 @@ export class SandboxService {
       throw internal("sandbox failed to start", err);
     }
     const spawnMs = Math.round((performance.now() - started) * 10) / 10;
-    return this.#transition(record, "running", { runningAt: nowIso(), spawnMs });
+    const running = await this.#transition(record, "running", { runningAt: nowIso(), spawnMs });
+    this.#log.info({ sandbox: record.id, warm: warmId !== undefined, ...t, spawnMs, doneMs: lap("doneMs") }, "sandbox created");
+    return running;
   }
 
   /** A sandbox the user owns; 404 otherwise. */

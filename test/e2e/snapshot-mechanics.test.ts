@@ -294,7 +294,7 @@ test("fork: child has the parent's memory and disk, new identity; both run on in
     const cs = spec();
     const f = await forkPaused(d, parent.id, cs.id, { maxLayers: 2 });
     record("forkFilesMs", f.forkMs);
-    const c = await resumeFromDisk(d, cs.id, cs, { setMac: true });
+    const c = await resumeFromDisk(d, cs.id, cs);
     const child = track(c.vm);
     record("forkToReadyMs", Date.now() - t0);
     record("forkChildResumeMs", c.timings.readyMs);
@@ -341,7 +341,7 @@ test("a cold-booted VM (plain -m, raw disk) pauses, resumes and forks too", asyn
     ram: { anon: "legacy" }, disk: { file: p.disk, format: "raw" }, incoming: false,
   }));
   vm.agent = await AgentClient.connect(p.agent, { timeoutMs: 120_000 });
-  await applyIdentity(vm.agent, s, { setMac: false });
+  await applyIdentity(vm.agent, s);
   await startCounter(vm);
   const { bundle } = await pauseToDisk(d, vm);
   live.delete(vm.id);
@@ -356,7 +356,7 @@ test("a cold-booted VM (plain -m, raw disk) pauses, resumes and forks too", asyn
   await forkPaused(d, s.id, cs.id);
   // The raw disk became the first frozen layer under a new overlay, in both.
   assert.deepEqual((await diskChain(p.overlay)).map((l) => path.basename(l.filename)), ["disk.qcow2", "layer-1.img"]);
-  const child = track((await resumeFromDisk(d, cs.id, cs, { setMac: true })).vm);
+  const child = track((await resumeFromDisk(d, cs.id, cs)).vm);
   vm = track((await resumeFromDisk(d, s.id, s)).vm);
   await new Promise((r) => setTimeout(r, 700));
   assert.ok((await counter(vm)) > c0);

@@ -4,8 +4,7 @@
  * src/runtime/snapshot/ (docs/snapshots.md). QemuRuntime keeps the
  * bookkeeping (which VMs run, capacity); this class does the file and QEMU work.
  */
-import { existsSync } from "node:fs";
-import { rm, writeFile } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import path from "node:path";
 import type { MachineShape, MachineSpec } from "../runtime.js";
 import { forkPaused } from "../snapshot/fork.js";
@@ -28,9 +27,6 @@ export interface SnapshotOpsOptions {
   /** Whether the host has room for another `memMib` (pool refills ask). */
   hasRoom(memMib: number): boolean;
 }
-
-/** Marker in a fork child's directory: its first resume must set the guest's new MAC. */
-const NEW_MAC_MARKER = "new-mac";
 
 export class SnapshotOps {
   readonly #d: SnapshotDeps;
@@ -87,7 +83,7 @@ export class SnapshotOps {
     if (warm) {
       try {
         if (warm.exited) throw new Error(warm.exited);
-        await applyIdentity(warm.agent!, spec, { setMac: true });
+        await applyIdentity(warm.agent!, spec);
         await this.#recordSnap(warm);
         return { vm: warm, how: "pool" };
       } catch (err) {
@@ -117,21 +113,17 @@ export class SnapshotOps {
 
   /**
    * Resumes paused VM `id` with `spec`'s identity (a fork child's first
-   * resume also sets its MAC). On failure the bundle is intact: retry.
+   * resume gives it its own MAC and address). On failure the bundle is intact: retry.
    */
   async resume(id: string, spec: MachineSpec, timeoutMs: number): Promise<SnapVm> {
-    const marker = path.join(snapPaths(this.#d.dataDir, id).dir, NEW_MAC_MARKER);
-    const setMac = existsSync(marker);
-    const { vm } = await resumeFromDisk(this.#d, id, spec, { setMac, timeoutMs });
+    const { vm } = await resumeFromDisk(this.#d, id, spec, { timeoutMs });
     await this.#recordSnap(vm);
-    if (setMac) await rm(marker, { force: true });
     return vm;
   }
 
   /** Makes paused `childId` from paused `sourceId` (links and overlays only). */
   async fork(sourceId: string, childId: string): Promise<void> {
     await forkPaused(this.#d, sourceId, childId);
-    await writeFile(path.join(snapPaths(this.#d.dataDir, childId).dir, NEW_MAC_MARKER), "");
   }
 
   async #recordSnap(vm: SnapVm): Promise<void> {

@@ -121,6 +121,10 @@ export class WarmPool {
         if (!this.opts.hasRoom(t.shape.memMib)) return;
         try {
           const { vm, timings } = await restoreFromTemplate(this.d, tpl, neutralSpec(t.shape));
+          // Run an exec once: under TCG a code path's first run is translated
+          // (~150 ms for exec's fork/execve), which the user's first exec
+          // would otherwise pay.
+          await vm.agent!.exec({ cmd: "true", args: [] }, { onStdout: () => {}, onStderr: () => {} }).catch(() => {});
           if (this.#closed) {
             await this.#discard(vm);
             return;

@@ -44,7 +44,8 @@ const LAYER_RE = /^layer-(\d+)\.(qcow2|img)$/;
  * directory is built under a temp name and renamed last; the parent's files
  * change only by atomic renames, so a crash leaves the parent valid and the
  * child either whole or absent (a stray `.<id>.fork-tmp` dir to remove).
- * Resume the child with `resumeFromDisk(..., { setMac: true })`.
+ * Resume the child (its identity, MAC included, comes with its CONFIGURE)
+ * before the parent: until then it has the parent's address.
  */
 export async function forkPaused(d: SnapshotDeps, parentId: string, childId: string, opts: ForkOptions = {}): Promise<ForkResult> {
   const t0 = Date.now();

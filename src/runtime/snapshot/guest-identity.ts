@@ -21,28 +21,18 @@ export function guestConfigOf(id: GuestIdentity): GuestConfig {
 }
 
 /**
- * Sets the guest's NIC MAC to `identity.net.mac`, then CONFIGUREs hostname,
- * address, envs, keys, a fresh RNG seed and the wall clock.
+ * CONFIGUREs hostname, address, MAC, envs, keys, a fresh RNG seed and the
+ * wall clock in one agent round trip.
  *
- * Why the MAC step: a migration stream carries virtio-net's MAC (the one
- * the template was built with) and the guest kernel keeps using its old
- * address whatever `mac=` the new QEMU was started with, so every clone
- * would talk with the template's MAC on the bridge. `ip link set address`
- * in the guest goes to the device through virtio-net's control queue
- * (VIRTIO_NET_CTRL_MAC_ADDR_SET), which also updates QEMU's receive filter.
- * The agent's CONFIGURE does not set MACs (it only finds the interface by
- * one), hence an exec; `ifname` is the guest's only NIC. A resume of the
- * same sandbox skips it (`setMac: false`): the guest still has its MAC.
+ * The MAC matters after a restore: a migration stream carries virtio-net's
+ * MAC (the template's) and the guest kernel keeps the address it read at
+ * boot whatever `mac=` the new QEMU got, so every clone would talk with the
+ * template's MAC on the bridge. The agent sets eth0's address
+ * (`SIOCSIFHWADDR`) when no interface has the requested one; virtio-net
+ * passes that to the device (VIRTIO_NET_CTRL_MAC_ADDR_SET), which also
+ * updates QEMU's receive filter. A resume of the same sandbox finds its MAC
+ * already set and changes nothing.
  */
-export async function applyIdentity(agent: AgentClient, id: GuestIdentity, opts: { setMac?: boolean; ifname?: string } = {}): Promise<void> {
-  const ifname = opts.ifname ?? "eth0";
-  if (opts.setMac ?? true) {
-    const err: Buffer[] = [];
-    const res = await agent.exec(
-      { cmd: "ip", args: ["link", "set", "dev", ifname, "address", id.net.mac] },
-      { onStdout: () => {}, onStderr: (c) => err.push(c) },
-    );
-    if (res.exitCode !== 0) throw new Error(`setting the guest MAC failed: exit ${res.exitCode} ${res.error ?? ""} ${Buffer.concat(err).toString().trim()}`);
-  }
+export async function applyIdentity(agent: AgentClient, id: GuestIdentity): Promise<void> {
   await agent.configure(guestConfigOf(id));
 }

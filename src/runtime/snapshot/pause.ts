@@ -90,8 +90,6 @@ export interface ResumeOptions {
    * anonymous memory (faster to load, later pauses stream all RAM again).
    */
   streamInto?: "file" | "ram";
-  /** Set the guest's MAC from `identity` (a fork's child); default false (a resume keeps it). */
-  setMac?: boolean;
   timeoutMs?: number;
 }
 
@@ -148,7 +146,7 @@ export async function resumeFromDisk(
     const loadedMs = Date.now() - t0;
     vm.agent = await agent;
     const agentMs = Date.now() - t0;
-    await applyIdentity(vm.agent, identity, { setMac: opts.setMac ?? false });
+    await applyIdentity(vm.agent, identity);
     // The stream was loaded into `mem`: it is stale now, and big.
     if (b.mem === "stream") await rm(p.state, { force: true });
     return { vm, timings: { qmpMs, loadedMs, agentMs, readyMs: Date.now() - t0 } };
