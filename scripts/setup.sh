@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 
 # qemu-system-x86: the VMM; qemu-utils: qemu-img for disks; debootstrap, busybox-static,
 # e2fsprogs, cpio, lz4, zstd: image builds; nftables, iproute2: the sandbox network;
+# python3: the firewall's long-lived libnftables helper (ctypes);
 # gcc, make, libc6-dev: the static guest agent; tmux: the e2e test of `hutch shell`;
 # openssh-client: the e2e test of SSH through a tunnel.
 APT_PACKAGES=(qemu-system-x86 qemu-utils debootstrap busybox-static e2fsprogs cpio lz4 zstd
-  nftables iproute2 gcc make libc6-dev ca-certificates tmux openssh-client)
+  nftables python3 iproute2 gcc make libc6-dev ca-certificates tmux openssh-client)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -28,7 +28,7 @@ import { Resolver } from "node:dns/promises";
 import { RuntimeError } from "../errors.js";
 import { compileEgress, namesToResolve, type EgressPolicy } from "./egress-policy.js";
 import type { NetLogger } from "./host-network.js";
-import { runCommand } from "./run-command.js";
+import { NftSession } from "./nft-session.js";
 import { fallbackTapName, tapName } from "./tap-name.js";
 
 /** What the firewall enforces for one sandbox. */
@@ -86,9 +86,11 @@ export class SandboxFirewall {
   private timer: NodeJS.Timeout | undefined;
   /** nft transactions run one at a time (a refresh must not interleave with an apply). */
   private chain: Promise<unknown> = Promise.resolve();
+  private readonly session: NftSession;
 
   constructor(private readonly opts: SandboxFirewallOptions) {
     this.t = `${opts.table}_fw`;
+    this.session = new NftSession(opts.netns, opts.log);
     this.resolver = new Resolver({ timeout: RESOLVE_TIMEOUT_MS, tries: 2 });
     if (opts.dns.length > 0) this.resolver.setServers(opts.dns);
   }
@@ -99,7 +101,7 @@ export class SandboxFirewall {
    * host rules.
    */
   async init(): Promise<void> {
-    const have = await this.nft(["list", "table", "ip", this.t], true);
+    const have = await this.nft(`list table ip ${this.t}`);
     const dns = this.opts.dns.length > 0 ? `elements = { ${this.opts.dns.join(", ")} }` : "";
     if (have.code !== 0) {
       const { bridge, uplink } = this.opts;
@@ -165,7 +167,7 @@ export class SandboxFirewall {
    */
   async prune(keep: Iterable<string>): Promise<void> {
     const want = new Set([...keep].map(keyOf));
-    const r = await this.nft(["-j", "list", "map", "ip", this.t, "meter_out"], true);
+    const r = await this.nft(`list map ip ${this.t} meter_out`, true);
     if (r.code !== 0) return;
     for (const { ip, key } of mapElements(r.stdout)) {
       if (!want.has(key)) await this.serial(() => this.removeNow(`sb_${key.toUpperCase()}`, ip));
@@ -175,7 +177,7 @@ export class SandboxFirewall {
   /** Bytes per sandbox id since the previous call (read and zeroed atomically). */
   async takeUsage(): Promise<Map<string, NetworkUsage>> {
     const out = new Map<string, NetworkUsage>();
-    const r = await this.nft(["-j", "reset", "counters", "table", "ip", this.t], true);
+    const r = await this.nft(`reset counters table ip ${this.t}`, true);
     if (r.code !== 0) return out;
     const doc = JSON.parse(r.stdout || "{}") as { nftables?: Array<{ counter?: { name: string; bytes: number } }> };
     for (const item of doc.nftables ?? []) {
@@ -192,10 +194,11 @@ export class SandboxFirewall {
     return out;
   }
 
-  /** Stops the refresh timer (rules stay in the kernel). */
+  /** Stops the refresh timer and the nft helper (rules stay in the kernel). */
   close(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.session.close();
   }
 
   // --- internals ----------------------------------------------------------
@@ -256,9 +259,9 @@ export class SandboxFirewall {
       `delete counter ip ${t} o_${k}`,
       `delete counter ip ${t} i_${k}`,
     ];
-    const all = await this.nftInput(lines.join("\n") + "\n", true);
+    const all = await this.nft(lines.join("\n") + "\n");
     // Partly present (an earlier failure): remove what is there, one by one.
-    if (all.code !== 0) for (const l of lines) await this.nftInput(l + "\n", true);
+    if (all.code !== 0) for (const l of lines) await this.nft(l + "\n");
     this.entries.delete(id);
   }
 
@@ -315,16 +318,13 @@ export class SandboxFirewall {
   }
 
   private async script(lines: string[]): Promise<void> {
-    const r = await this.nftInput(lines.join("\n") + "\n", true);
+    const r = await this.nft(lines.join("\n") + "\n");
     if (r.code !== 0) throw new RuntimeError("internal", `nft: ${r.stderr.trim().slice(0, 2000)}`);
   }
 
-  private nftInput(input: string, allowFail: boolean) {
-    return runCommand("ip", ["netns", "exec", this.opts.netns, "nft", "-f", "-"], { input, allowFail });
-  }
-
-  private nft(args: string[], allowFail: boolean) {
-    return runCommand("ip", ["netns", "exec", this.opts.netns, "nft", ...args], { allowFail });
+  /** Runs nft commands (one transaction); `json`: JSON output. Never rejects on an nft error: see `code`. */
+  private nft(cmd: string, json = false) {
+    return this.session.run(cmd, { json });
   }
 }
 
