@@ -85,7 +85,7 @@ export async function forkPaused(d: SnapshotDeps, parentId: string, childId: str
     await createOverlay(path.join(tmpDir, "disk.qcow2"), frozen.name, frozen.format);
     await link(pp.state, path.join(tmpDir, path.basename(pp.state)));
     if (memMode === "base") await link(pp.memBase, path.join(tmpDir, path.basename(pp.memBase)));
-    const child: PausedBundle = { ...newParent, id: childId, pausedAt: new Date().toISOString() };
+    const child: PausedBundle = { ...newParent, id: childId, guestIdentity: parent.guestIdentity ?? parent.id, pausedAt: new Date().toISOString() };
     await writeBundle(path.join(tmpDir, path.basename(cp.bundle)), child);
     // meta.json lets QemuRuntime's cleanup find the child's tap once it runs.
     await writeVmMeta(path.join(tmpDir, path.basename(cp.meta)), {

@@ -8,11 +8,14 @@ import type { MachineSpec } from "../runtime.js";
 /** What makes a guest this sandbox: a MachineSpec's identity fields. */
 export type GuestIdentity = Pick<MachineSpec, "name" | "net" | "envs" | "sshPubkeys">;
 
-/** The CONFIGURE of `id`, with a fresh RNG seed and the current wall clock. */
-export function guestConfigOf(id: GuestIdentity): GuestConfig {
+/**
+ * The CONFIGURE of `id`, with a fresh RNG seed and the current wall clock;
+ * without the network part when `network` is false (the guest has it already).
+ */
+export function guestConfigOf(id: GuestIdentity, network = true): GuestConfig {
   return {
     hostname: id.name,
-    net: { ...id.net },
+    ...(network ? { net: { ...id.net } } : {}),
     envs: id.envs,
     sshPubkeys: id.sshPubkeys,
     rngSeed: randomBytes(32),
@@ -30,9 +33,12 @@ export function guestConfigOf(id: GuestIdentity): GuestConfig {
  * template's MAC on the bridge. The agent sets eth0's address
  * (`SIOCSIFHWADDR`) when no interface has the requested one; virtio-net
  * passes that to the device (VIRTIO_NET_CTRL_MAC_ADDR_SET), which also
- * updates QEMU's receive filter. A resume of the same sandbox finds its MAC
- * already set and changes nothing.
+ * updates QEMU's receive filter.
+ *
+ * `network: false` leaves address, MAC and resolvers as they are: a resume
+ * of the sandbox that paused has them, and under TCG the guest's first run
+ * of its netlink paths in a new QEMU process is the slow part of CONFIGURE.
  */
-export async function applyIdentity(agent: AgentClient, id: GuestIdentity): Promise<void> {
-  await agent.configure(guestConfigOf(id));
+export async function applyIdentity(agent: AgentClient, id: GuestIdentity, opts: { network?: boolean } = {}): Promise<void> {
+  await agent.configure(guestConfigOf(id, opts.network ?? true));
 }

@@ -146,7 +146,9 @@ export async function resumeFromDisk(
     const loadedMs = Date.now() - t0;
     vm.agent = await agent;
     const agentMs = Date.now() - t0;
-    await applyIdentity(vm.agent, identity);
+    // The guest keeps its network settings across its own pause; a fork
+    // child still has its parent's until this first resume.
+    await applyIdentity(vm.agent, identity, { network: (b.guestIdentity ?? b.id) !== id });
     // The stream was loaded into `mem`: it is stale now, and big.
     if (b.mem === "stream") await rm(p.state, { force: true });
     return { vm, timings: { qmpMs, loadedMs, agentMs, readyMs: Date.now() - t0 } };

@@ -31,6 +31,11 @@ export interface PausedBundle {
   ramBlock: "mem" | "legacy";
   /** The active writable disk, relative to the VM's directory. */
   disk: { file: string; format: "raw" | "qcow2" };
+  /**
+   * The sandbox whose address and MAC the guest holds, when not `id`: a
+   * fork child until its first resume gives it its own.
+   */
+  guestIdentity?: string;
   /** Template key the VM came from, if any (its disk is the chain's bottom). */
   template?: string;
   pausedAt: string;
