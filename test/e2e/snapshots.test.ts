@@ -10,11 +10,10 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Sandbox } from "@nodeops-createos/sandbox";
-import { api, pidsMentioning, startServer, waitFor, type TestServer } from "./support/server.js";
+import { api, pidsMentioning, startServer, templateBuilt, waitFor, type TestServer } from "./support/server.js";
 
 const SHAPE = "s-1vcpu-256mb";
 const ROOTFS = "minimal:1";
@@ -36,7 +35,7 @@ async function waitStatus(server: TestServer, id: string, want: string, timeoutM
 }
 
 async function templateReady(server: TestServer): Promise<void> {
-  await waitFor(async () => (existsSync(join(server.dataDir, "templates", TEMPLATE, "meta.json")) ? true : undefined), 180_000, "template");
+  await templateBuilt(server.dataDir, TEMPLATE);
 }
 
 describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {

@@ -45,6 +45,7 @@ export class SnapshotOps {
   /** After reconcile: builds the start-up templates (in the background), then fills the pool. */
   start(): void {
     if (!this.#templates) return;
+    void this.#templates.prune();
     for (const t of this.opts.warm) void this.#templates.ensure(t.shape);
     this.#pool?.fill();
   }

@@ -9,6 +9,7 @@ import path from "node:path";
 import type { MachineShape } from "../runtime.js";
 import { templateKey, templatesDir } from "../snapshot/snapshot-paths.js";
 import type { SnapshotDeps } from "../snapshot/snapshot-vm.js";
+import { removeStaleTemplates, templateInputs } from "../snapshot/template-inputs.js";
 import { buildTemplate, loadTemplate, type Template } from "../snapshot/template.js";
 
 /** A failed build is not retried for this long (ms). */
@@ -27,14 +28,31 @@ export class TemplateManager {
     private readonly bootTimeoutMs: number,
   ) {}
 
-  /** Template directory key of `shape`. */
-  static key(shape: MachineShape): string {
-    return templateKey(shape.rootfs, shape.vcpu, shape.memMib, shape.diskMib);
+  /** A name for `shape` alone (rootfs, vCPUs, RAM, disk), e.g. to group warm VMs. */
+  static shapeKey(shape: MachineShape): string {
+    return `${shape.rootfs}/${shape.vcpu}c${shape.memMib}m${shape.diskMib}d`;
+  }
+
+  /** Template directory key of `shape` built from today's images and QEMU. */
+  key(shape: MachineShape): string {
+    return templateKey(shape.rootfs, shape.vcpu, shape.memMib, shape.diskMib, templateInputs(this.d, shape.rootfs));
+  }
+
+  /**
+   * Removes, before any build, templates made from older images or QEMU
+   * that no sandbox descends from (call once the runtime has reconciled).
+   */
+  prune(): Promise<void> {
+    const p = this.#queue.then(async () => {
+      for (const key of await removeStaleTemplates(this.d)) this.d.log?.info({ key }, "removed outdated template");
+    });
+    this.#queue = p.catch((err: unknown) => this.d.log?.warn({ err }, "could not prune templates"));
+    return this.#queue as Promise<void>;
   }
 
   /** The ready template of `shape`, or undefined (and a build is queued). */
   get(shape: MachineShape): Template | undefined {
-    const t = this.#ready.get(TemplateManager.key(shape));
+    const t = this.#ready.get(this.key(shape));
     if (!t) void this.ensure(shape);
     return t;
   }
@@ -44,7 +62,7 @@ export class TemplateManager {
    * it. Undefined when the build failed (logged; retried after a minute).
    */
   ensure(shape: MachineShape): Promise<Template | undefined> {
-    const key = TemplateManager.key(shape);
+    const key = this.key(shape);
     const ready = this.#ready.get(key);
     if (ready) return Promise.resolve(ready);
     const pending = this.#pending.get(key);

@@ -64,7 +64,7 @@ export class WarmPool {
 
   /** Reserves a live warm VM of `shape`; its id becomes the sandbox id. Refills in the background. */
   claim(shape: MachineShape): string | undefined {
-    const list = this.#ready.get(TemplateManager.key(shape));
+    const list = this.#ready.get(TemplateManager.shapeKey(shape));
     let vm: SnapVm | undefined;
     while ((vm = list?.shift())) {
       if (!vm.exited) break;
@@ -113,7 +113,7 @@ export class WarmPool {
 
   async #fillLoop(): Promise<void> {
     for (const t of this.opts.targets) {
-      const key = TemplateManager.key(t.shape);
+      const key = TemplateManager.shapeKey(t.shape);
       let failures = 0;
       while (!this.#closed && (this.#ready.get(key)?.length ?? 0) < t.size && failures < 3) {
         const tpl = await this.opts.templates.ensure(t.shape);

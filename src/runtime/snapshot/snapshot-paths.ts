@@ -57,11 +57,13 @@ export function templatesDir(dataDir: string): string {
 }
 
 /**
- * Directory name of the template of (rootfs, shape): "minimal-1_1c256m4096d".
- * One template per rootfs, vCPUs, RAM and disk size (the guest's ext4 has the template's size).
+ * Directory name of the template of (rootfs, shape) built from `inputs`
+ * (see template-inputs.ts): "minimal-1_1c256m4096d-0123abcdef". One template
+ * per rootfs, vCPUs, RAM and disk size (the guest's ext4 has the template's
+ * size) and inputs.
  */
-export function templateKey(rootfs: string, vcpu: number, memMib: number, diskMib: number): string {
-  return `${rootfs.replace(/[^A-Za-z0-9_.-]/g, "-")}_${vcpu}c${memMib}m${diskMib}d`;
+export function templateKey(rootfs: string, vcpu: number, memMib: number, diskMib: number, inputs: string): string {
+  return `${rootfs.replace(/[^A-Za-z0-9_.-]/g, "-")}_${vcpu}c${memMib}m${diskMib}d-${inputs}`;
 }
 
 /** Paths inside template directory `dir`. */

@@ -24,6 +24,7 @@ import { applyIdentity } from "./guest-identity.js";
 import { loadState, saveState } from "./migration.js";
 import { snapPaths, templateKey, templatePaths, templatesDir, type TemplatePaths } from "./snapshot-paths.js";
 import { launchVm, stopVm, withTail, type SnapVm, type SnapshotDeps } from "./snapshot-vm.js";
+import { templateInputs } from "./template-inputs.js";
 
 /** MAC of the template VM; every clone replaces it (see applyIdentity). */
 export const TEMPLATE_MAC = "02:fc:00:00:00:01";
@@ -68,7 +69,7 @@ export interface TemplateSpec {
  * a build never outlives the server that started it.
  */
 export async function buildTemplate(d: SnapshotDeps, spec: TemplateSpec, bootTimeoutMs = 120_000, signal?: AbortSignal): Promise<Template> {
-  const key = templateKey(spec.rootfs, spec.vcpu, spec.memMib, spec.diskMib);
+  const key = templateKey(spec.rootfs, spec.vcpu, spec.memMib, spec.diskMib, templateInputs(d, spec.rootfs));
   const finalDir = path.join(templatesDir(d.dataDir), key);
   const existing = await loadTemplate(finalDir);
   if (existing) return existing;

@@ -5,6 +5,7 @@
  * (HUTCH_CACHE_DIR), built once by `hutch images build` before the suite.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, readdir, readFile } from "node:fs/promises";
 import { createServer } from "node:net";
@@ -212,4 +213,17 @@ export async function waitFor<T>(fn: () => Promise<T | undefined>, timeoutMs: nu
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * Resolves once the template of `shape` (its directory key without the
+ * inputs fingerprint, e.g. "minimal-1_1c256m10240d") is built in `dataDir`.
+ */
+export async function templateBuilt(dataDir: string, shape: string, timeoutMs = 180_000): Promise<string> {
+  const dir = join(dataDir, "templates");
+  return waitFor(async () => {
+    const names = await readdir(dir).catch(() => [] as string[]);
+    const name = names.find((n) => n.startsWith(`${shape}-`) && existsSync(join(dir, n, "meta.json")));
+    return name ? join(dir, name) : undefined;
+  }, timeoutMs, `template ${shape}`);
 }
