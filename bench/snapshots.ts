@@ -14,7 +14,7 @@ import { execFileSync } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { api, pidsMentioning, startServer, waitFor, type TestServer } from "../test/e2e/support/server.js";
+import { api, pidsMentioning, startServer, templateBuilt, waitFor, type TestServer } from "../test/e2e/support/server.js";
 import { median, table } from "./support/stats.js";
 
 const runs = Number(process.argv[process.argv.indexOf("--runs") + 1]) || 5;
@@ -51,7 +51,7 @@ async function until(s: TestServer, id: string, want: string): Promise<void> {
 }
 
 async function templateOf(s: TestServer, key: string): Promise<void> {
-  await waitFor(async () => (await readFile(join(s.dataDir, "templates", key, "meta.json")).then(() => true, () => undefined)), 300_000, key);
+  await templateBuilt(s.dataDir, key, 300_000);
 }
 
 async function rssMib(s: TestServer, id: string): Promise<number> {
@@ -88,7 +88,7 @@ try {
 }
 
 // 2. Template restore; pause, resume, fork at 256 MiB and 1 GiB.
-s = await startServer({ HUTCH_LOG_LEVEL: "warn", HUTCH_POOL_ROOTFS: ROOTFS });
+s = await startServer({ HUTCH_LOG_LEVEL: "warn", HUTCH_TEMPLATES: "on", HUTCH_POOL_SIZE: "0", HUTCH_POOL_ROOTFS: ROOTFS, HUTCH_USER_CREATES_PER_MINUTE: "off" });
 try {
   await templateOf(s, "minimal-1_1c256m10240d");
   await creates(s, "template restore");
@@ -142,7 +142,7 @@ try {
 }
 
 // 3. Warm pool hand-over (refilled between creates).
-s = await startServer({ HUTCH_LOG_LEVEL: "info", HUTCH_POOL_ROOTFS: ROOTFS, HUTCH_POOL_SIZE: "2" });
+s = await startServer({ HUTCH_LOG_LEVEL: "info", HUTCH_TEMPLATES: "on", HUTCH_POOL_ROOTFS: ROOTFS, HUTCH_POOL_SIZE: "2" });
 try {
   const ready = () => (s.output().match(/warm VM ready/g) ?? []).length;
   let handed = 0;

@@ -1,7 +1,8 @@
 /**
  * A fake "outside world" for network e2e tests: a network namespace the test
  * creates, joined to the host by a veth pair, with a few addresses, a Python
- * HTTP server (port 8000 and 9000), a TCP sink (port 9100) and a tiny DNS
+ * HTTP server (port 8000 and 9000), a TCP sink (port 9100: answers the
+ * bytes it got and the ms from first byte to EOF) and a tiny DNS
  * server answering A records for names the test chooses. Sandbox traffic
  * reaches it through Hutch's NAT and the host's routing, like any remote
  * host; nothing leaves the machine.
@@ -50,15 +51,19 @@ while True:
 `;
 
 const SINK_PY = `
-import socketserver, sys
+import socketserver, sys, time
 class H(socketserver.BaseRequestHandler):
     def handle(self):
         n = 0
+        t0 = None
         while True:
             b = self.request.recv(65536)
             if not b: break
+            if t0 is None: t0 = time.monotonic()
             n += len(b)
-        self.request.sendall(str(n).encode() + b"\\n")
+        ms = 0 if t0 is None else (time.monotonic() - t0) * 1000
+        # Bytes received, and ms from the first byte to the sender's EOF.
+        self.request.sendall(b"%d %.1f\\n" % (n, ms))
 socketserver.ThreadingTCPServer.allow_reuse_address = True
 socketserver.ThreadingTCPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
 `;
