@@ -54,10 +54,16 @@ async function templateOf(s: TestServer, key: string): Promise<void> {
   await templateBuilt(s.dataDir, key, 300_000);
 }
 
-async function rssMib(s: TestServer, id: string): Promise<number> {
+/**
+ * Resident memory of the sandbox's QEMU, MiB: RSS, and PSS (pages shared
+ * with other processes, such as the template's RAM file in the page cache
+ * that every clone maps, counted by share).
+ */
+async function memMib(s: TestServer, id: string): Promise<{ rss: number; pss: number }> {
   const [pid] = await pidsMentioning(join(s.dataDir, "sandboxes", id));
-  const st = await readFile(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+)/.exec(st)?.[1]) / 1024;
+  const st = await readFile(`/proc/${pid}/smaps_rollup`, "utf8");
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)`, "m").exec(st)?.[1]);
+  return { rss: kb("Rss") / 1024, pss: kb("Pss") / 1024 };
 }
 
 function duMib(path: string): number {
@@ -67,16 +73,20 @@ function duMib(path: string): number {
 async function creates(s: TestServer, label: string, between?: () => Promise<void>): Promise<void> {
   const t: number[] = [];
   const rss: number[] = [];
+  const pss: number[] = [];
   for (let i = 0; i < runs; i++) {
     if (between) await between();
     const [ms, sb] = await timed(() => s.client.createSandbox({ shape: SMALL, rootfs: ROOTFS }));
     t.push(ms);
-    rss.push(await rssMib(s, sb.id));
+    const m = await memMib(s, sb.id);
+    rss.push(m.rss);
+    pss.push(m.pss);
     await sb.destroy();
     await sb.waitUntilDestroyed({ timeoutMs: 60_000 });
   }
   record(`create: ${label}`, t);
   record(`  RSS of the VM right after create (${label})`, rss, "MiB");
+  record(`  PSS of the VM right after create (${label})`, pss, "MiB");
 }
 
 // 1. Cold boot.
@@ -92,6 +102,18 @@ s = await startServer({ HUTCH_LOG_LEVEL: "warn", HUTCH_TEMPLATES: "on", HUTCH_PO
 try {
   await templateOf(s, "minimal-1_1c256m10240d");
   await creates(s, "template restore");
+  // Ten idle clones side by side: what one costs the host when clones share
+  // their template's pages (PSS), and the drop in the host's MemAvailable.
+  const avail = async () => Number(/MemAvailable:\s+(\d+)/.exec(await readFile("/proc/meminfo", "utf8"))?.[1]) / 1024;
+  const before = await avail();
+  const idle = [];
+  for (let i = 0; i < 10; i++) idle.push(await s.client.createSandbox({ shape: SMALL, rootfs: ROOTFS }));
+  await new Promise((r) => setTimeout(r, 3000));
+  const pssEach: number[] = [];
+  for (const sb of idle) pssEach.push((await memMib(s, sb.id)).pss);
+  record("10 idle clones side by side: PSS of one", pssEach, "MiB");
+  record("10 idle clones side by side: host MemAvailable drop per clone", [(before - (await avail())) / 10], "MiB");
+  for (const sb of idle) await sb.destroy();
   for (const shape of [SMALL, BIG]) {
     const mem = shape === SMALL ? "256 MiB" : "1 GiB";
     if (shape === BIG) {
