@@ -15,7 +15,13 @@ export function isCapped(rec: Pick<SandboxRecord, "bandwidthQuotaBytes" | "bandw
 
 /** What `Runtime.setNetworkPolicy` should enforce for `rec`. */
 export function networkPolicyOf(rec: SandboxRecord): NetworkPolicy {
-  return { ip: rec.ip, egress: rec.egress, capped: isCapped(rec) };
+  const quota = rec.bandwidthQuotaBytes;
+  return {
+    ip: rec.ip,
+    egress: rec.egress,
+    capped: isCapped(rec),
+    ...(quota === UNMETERED ? {} : { remainingBytes: Math.max(0, quota - rec.bandwidthUsedBytes) }),
+  };
 }
 
 /** Body of GET /v1/sandboxes/{id}/bandwidth. */

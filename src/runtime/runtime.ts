@@ -107,6 +107,11 @@ export interface NetworkPolicy {
   egress: readonly string[] | null;
   /** Quota used up: outbound connections are dropped. */
   capped: boolean;
+  /**
+   * Egress bytes left of the quota (absent: unmetered). The kernel drops
+   * what goes past it on its own, without waiting for the next meter read.
+   */
+  remainingBytes?: number;
 }
 
 /** Bytes counted for one sandbox (egress: out of the netns; ingress: towards its tap). */

@@ -13,7 +13,7 @@
  * ```
  * table bridge <t>_fw  prerouting: iifname vmap @guard  → g_<k>: saddr must be the sandbox's IP
  * table ip <t>_fw      forward:    iifname <bridge> ip saddr vmap @egress    → e_<k> (allowlist, cap)
- *                                  oifname uplink   ip saddr vmap @meter_out → m_<k> (counter o_<k>)
+ *                                  oifname uplink   ip saddr vmap @meter_out → m_<k> (counter o_<k>, quota q_<k>)
  *                                  oifname <bridge> ip daddr vmap @meter_in  → n_<k> (counter i_<k>)
  *                      output:     oifname <bridge> ip daddr vmap @meter_in  (the ingress dialer)
  * ```
@@ -39,6 +39,8 @@ export interface SandboxNetworkPolicy {
   egress: readonly string[] | null;
   /** Bandwidth used up: drop every connection the sandbox opens. */
   capped: boolean;
+  /** Egress bytes left (absent: unmetered): the kernel drops what goes past them. */
+  remainingBytes?: number;
 }
 
 /** Bytes counted since the previous read. */
@@ -147,7 +149,7 @@ export class SandboxFirewall {
       const old = this.entries.get(id);
       if (old && old.ip !== policy.ip) await this.removeNow(id, old.ip);
       const entry: Entry = { ip: policy.ip, policy: compiled, capped: policy.capped, resolved: JSON.stringify(resolved) };
-      await this.script(this.applyScript(id, entry, resolved));
+      await this.script([...this.applyScript(id, entry, resolved), ...this.meterScript(id, policy.remainingBytes)]);
       this.entries.set(id, entry);
     });
     this.opts.log?.info({ id, ip: policy.ip, rules: policy.egress?.length ?? 0, capped: policy.capped }, "egress policy applied");
@@ -227,8 +229,6 @@ export class SandboxFirewall {
       `add counter ip ${t} o_${k}`,
       `add counter ip ${t} i_${k}`,
       `add chain ip ${t} m_${k}`,
-      `flush chain ip ${t} m_${k}`,
-      `add rule ip ${t} m_${k} counter name "o_${k}"`,
       `add chain ip ${t} n_${k}`,
       `flush chain ip ${t} n_${k}`,
       `add rule ip ${t} n_${k} counter name "i_${k}"`,
@@ -240,6 +240,30 @@ export class SandboxFirewall {
       `add rule bridge ${t} g_${k} ether type ip ip saddr != ${e.ip} drop`,
       `add rule bridge ${t} g_${k} ether type arp arp saddr ip != ${e.ip} drop`,
       `add element bridge ${t} guard { ${taps.map((n) => `"${n}" : jump g_${k}`).join(", ")} }`,
+    ];
+  }
+
+  /**
+   * The egress meter of `id`: its counter and, when metered, a quota object
+   * of `remaining` bytes that drops what goes past it in the kernel (the
+   * meter read once a second would let up to a second of traffic through).
+   * The quota counts from now: only `apply` (with a fresh remaining from the
+   * store) writes it, never a refresh of host rules.
+   */
+  private meterScript(id: string, remaining: number | undefined): string[] {
+    const k = keyOf(id);
+    const t = this.t;
+    return [
+      `flush chain ip ${t} m_${k}`,
+      // Re-created, not updated: its consumed bytes must start at zero
+      // (add + delete first, so the delete finds one either way).
+      `add quota ip ${t} q_${k} { over 1 bytes }`,
+      `delete quota ip ${t} q_${k}`,
+      `add quota ip ${t} q_${k} { over ${Math.max(0, Math.floor(remaining ?? 0))} bytes }`,
+      // Counted before the quota: the bytes that hit the limit count too,
+      // so the meter sees the quota used up and the sandbox shows `capped`.
+      `add rule ip ${t} m_${k} counter name "o_${k}"`,
+      ...(remaining === undefined ? [] : [`add rule ip ${t} m_${k} quota name "q_${k}" drop`]),
     ];
   }
 
@@ -258,6 +282,7 @@ export class SandboxFirewall {
       `delete chain bridge ${t} g_${k}`,
       `delete counter ip ${t} o_${k}`,
       `delete counter ip ${t} i_${k}`,
+      `delete quota ip ${t} q_${k}`,
     ];
     const all = await this.nft(lines.join("\n") + "\n");
     // Partly present (an earlier failure): remove what is there, one by one.

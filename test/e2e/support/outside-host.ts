@@ -9,7 +9,7 @@
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -20,6 +20,8 @@ export interface OutsideHost {
   /** The /24 the addresses are in. */
   cidr: string;
   dnsIp: string;
+  /** Bytes the TCP sink (port 9100) received on its latest connection so far. */
+  sinkBytes(): number;
   close(): void;
 }
 
@@ -61,6 +63,8 @@ class H(socketserver.BaseRequestHandler):
             if not b: break
             if t0 is None: t0 = time.monotonic()
             n += len(b)
+            # Also on disk as it goes: a stream cut off mid-way never ends.
+            with open("sink.last", "w") as f: f.write(str(n))
         ms = 0 if t0 is None else (time.monotonic() - t0) * 1000
         # Bytes received, and ms from the first byte to the sender's EOF.
         self.request.sendall(b"%d %.1f\\n" % (n, ms))
@@ -124,5 +128,12 @@ export function startOutsideHost(names: (ips: string[]) => Record<string, string
     close();
     throw err;
   }
-  return { netns, ips, cidr: `${net}.0/24`, dnsIp: ips[0]!, close };
+  const sinkBytes = () => {
+    try {
+      return Number(readFileSync(join(dir, "sink.last"), "utf8")) || 0;
+    } catch {
+      return 0;
+    }
+  };
+  return { netns, ips, cidr: `${net}.0/24`, dnsIp: ips[0]!, sinkBytes, close };
 }
