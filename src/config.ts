@@ -8,6 +8,7 @@ import { hostname, homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { DEFAULT_BANDWIDTH_QUOTA_BYTES, type CoreConfig } from "./core/core-config.js";
 import { IpPool } from "./core/ip-pool.js";
+import type { UserLimitsConfig } from "./core/user-limits.js";
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -51,6 +52,13 @@ export interface Config {
   poolRootfs: string | undefined;
   /** HUTCH_AUTO_PAUSE_CHECK_MS (default 5000): how often idle sandboxes are looked for. */
   autoPauseCheckMs: number;
+  /**
+   * Per-user limits: HUTCH_USER_MAX_SANDBOXES (live sandboxes, default 50),
+   * HUTCH_USER_MAX_MEM_MIB (their guest memory, default none: the host's own
+   * admission already bounds it) and HUTCH_USER_CREATES_PER_MINUTE (creates
+   * and forks, default 120). "0" or "off" turns one off.
+   */
+  userLimits: UserLimitsConfig;
   hostId: string;
 }
 
@@ -117,6 +125,28 @@ function quotaBytes(text: string | undefined): number {
   return n;
 }
 
+/** A per-user limit: a positive integer; "0" or "off" (no limit); `dflt` when unset. */
+function userLimit(name: string, text: string | undefined, dflt: number | undefined): number | undefined {
+  if (text === undefined || text.trim() === "") return dflt;
+  const t = text.trim();
+  if (t === "off" || t === "0") return undefined;
+  const n = Number(t);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, 0 or off`);
+  return n;
+}
+
+/** HUTCH_USER_*: the per-user limits, an absent field meaning none. */
+function userLimits(env: NodeJS.ProcessEnv): UserLimitsConfig {
+  const out: UserLimitsConfig = {};
+  const maxSandboxes = userLimit("HUTCH_USER_MAX_SANDBOXES", env.HUTCH_USER_MAX_SANDBOXES, 50);
+  const maxMemMib = userLimit("HUTCH_USER_MAX_MEM_MIB", env.HUTCH_USER_MAX_MEM_MIB, undefined);
+  const createsPerMinute = userLimit("HUTCH_USER_CREATES_PER_MINUTE", env.HUTCH_USER_CREATES_PER_MINUTE, 120);
+  if (maxSandboxes !== undefined) out.maxSandboxes = maxSandboxes;
+  if (maxMemMib !== undefined) out.maxMemMib = maxMemMib;
+  if (createsPerMinute !== undefined) out.createsPerMinute = createsPerMinute;
+  return out;
+}
+
 /** Reads the configuration; throws a readable Error on an invalid value. */
 export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = process.env): Config {
   const listen = parseListen(flags.listen ?? env.HUTCH_LISTEN ?? "127.0.0.1:8080");
@@ -155,6 +185,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     poolSize: env.HUTCH_POOL_SIZE === "0" ? 0 : (positiveInt("HUTCH_POOL_SIZE", env.HUTCH_POOL_SIZE) ?? 2),
     poolRootfs: env.HUTCH_POOL_ROOTFS || undefined,
     autoPauseCheckMs: positiveInt("HUTCH_AUTO_PAUSE_CHECK_MS", env.HUTCH_AUTO_PAUSE_CHECK_MS) ?? 5000,
+    userLimits: userLimits(env),
     hostId: env.HUTCH_HOST_ID || `host-${hostname().toLowerCase().replace(/[^a-z0-9-]/g, "-")}`,
   };
 }
@@ -168,5 +199,6 @@ export function coreConfig(config: Config): CoreConfig {
     disabledRootfs: config.disabledRootfs,
     hostId: config.hostId,
     defaultBandwidthQuotaBytes: config.defaultBandwidthQuotaBytes,
+    userLimits: config.userLimits,
   };
 }

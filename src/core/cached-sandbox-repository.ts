@@ -93,6 +93,10 @@ export class CachedSandboxRepository implements SandboxRepository {
     return this.#inner.countByStatus(userId);
   }
 
+  liveUsage(userId: string) {
+    return this.#inner.liveUsage(userId);
+  }
+
   #evict(id: string): void {
     this.#generation++;
     this.#rows.delete(id);

@@ -1,3 +1,5 @@
+import type { UserLimitsConfig } from "./user-limits.js";
+
 /** What core needs from the server configuration (no env parsing here). */
 export interface CoreConfig {
   region: string;
@@ -11,6 +13,8 @@ export interface CoreConfig {
   hostId: string;
   /** Default egress quota of new sandboxes, bytes (5 GiB). */
   defaultBandwidthQuotaBytes: number;
+  /** Per-user caps and create rate (HUTCH_USER_*); an absent field is no limit. */
+  userLimits: UserLimitsConfig;
 }
 
 /** 5 GiB: the cluster default egress quota of every new sandbox. */

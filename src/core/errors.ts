@@ -13,6 +13,8 @@ export const ERROR_CODES = [
   "not_found",
   "conflict",
   "payload_too_large",
+  "quota_exceeded",
+  "rate_limited",
   "no_capacity",
   "bad_gateway",
   "internal",
@@ -27,6 +29,8 @@ const STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   conflict: 409,
   payload_too_large: 413,
+  quota_exceeded: 402,
+  rate_limited: 429,
   no_capacity: 503,
   bad_gateway: 502,
   internal: 500,
@@ -37,14 +41,17 @@ const STATUS: Record<ErrorCode, number> = {
 export class AppError extends Error {
   override readonly name = "AppError";
   readonly status: number;
+  /** Whole seconds the client should wait before trying again (the API sends `Retry-After`). */
+  readonly retryAfterS: number | undefined;
   constructor(
     readonly code: ErrorCode,
     message: string,
     readonly fields: Record<string, string> = {},
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterS?: number },
   ) {
-    super(message, options);
+    super(message, options && "cause" in options ? { cause: options.cause } : undefined);
     this.status = STATUS[code];
+    this.retryAfterS = options?.retryAfterS;
   }
 }
 
@@ -61,6 +68,16 @@ export function notFound(what = "sandbox"): AppError {
 /** 409 naming the field that conflicts. */
 export function conflict(field: string, message: string): AppError {
   return new AppError("conflict", message, { [field]: message });
+}
+
+/** 402 when the user is at a cap of their plan (live sandboxes, guest memory); `quota` says which. */
+export function quotaExceeded(quota: string): AppError {
+  return new AppError("quota_exceeded", `quota exceeded: ${quota}`, { quota });
+}
+
+/** 429 when the user is over a rate; `retryAfterS` (≥ 1) goes out as `Retry-After`. */
+export function rateLimited(limit: string, retryAfterS: number): AppError {
+  return new AppError("rate_limited", `rate limited: ${limit}`, { rate_limit: limit }, { retryAfterS: Math.max(1, Math.ceil(retryAfterS)) });
 }
 
 /** 503 when no host can take the VM. */

@@ -49,6 +49,8 @@ export interface SandboxRepository {
   liveOnHost(hostId: string): Promise<Array<{ ip: string; memMib: number; status: SandboxStatus }>>;
   /** Per-status counts of one user's sandboxes. */
   countByStatus(userId: string): Promise<Partial<Record<SandboxStatus, number>>>;
+  /** How many live (non-terminal) sandboxes a user has and their memory, MiB (per-user limits). */
+  liveUsage(userId: string): Promise<{ sandboxes: number; memMib: number }>;
 }
 
 export interface UserRecord {

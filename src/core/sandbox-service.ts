@@ -21,6 +21,7 @@ import { validateCreate, validatePatch, type ValidCreate } from "./sandbox-valid
 import { Scheduler } from "./scheduler.js";
 import { networkPolicyOf } from "./network-policy-of.js";
 import type { SecretBox } from "./secret-box.js";
+import { UserLimits } from "./user-limits.js";
 
 const ulid = monotonicFactory();
 const NAME_ATTEMPTS = 8;
@@ -39,6 +40,8 @@ export type StatusListener = (record: SandboxRecord, from: SandboxStatus) => voi
 
 export class SandboxService {
   readonly scheduler: Scheduler;
+  /** Per-user caps and create rate; the fork path admits through it too. */
+  readonly limits: UserLimits;
   readonly #repos: Repositories;
   readonly #runtime: Runtime;
   readonly #secrets: SecretBox;
@@ -62,6 +65,7 @@ export class SandboxService {
       capacity: () => deps.runtime.capacity(),
       pool: this.#pool,
     });
+    this.limits = new UserLimits({ config: deps.config.userLimits, usage: (userId) => deps.repos.sandboxes.liveUsage(userId) });
     deps.runtime.onExit((id, reason) => this.#track(this.#onExit(id, reason)));
   }
 
@@ -92,6 +96,8 @@ export class SandboxService {
     if (valid.hostId !== undefined && !(await this.#repos.hosts.get(valid.hostId))) {
       throw invalid("host_id", `unknown host "${valid.hostId.slice(0, 80)}"`);
     }
+    // Per-user caps (402) and create rate (429), before any VM is claimed.
+    await this.limits.admitCreate(userId, valid.shape.memMib);
     // A warm pool VM of this shape, if any, lends its id (its files and tap are named after it).
     const warmId = this.#runtime.claimWarm({ rootfs: valid.rootfs, vcpu: valid.shape.vcpu, memMib: valid.shape.memMib, diskMib: valid.diskMib });
     let record: SandboxRecord;
@@ -328,6 +334,8 @@ export class SandboxService {
       const name = valid.name ?? generateName(attempt >= 3);
       try {
         return await this.scheduler.admit({ memMib: opts.admitMib ?? valid.shape.memMib, ...(valid.hostId ? { hostId: valid.hostId } : {}) }, async (p) => {
+          // The exact per-user cap check: inside the one serialization that inserts rows.
+          await this.limits.checkQuota(userId, valid.shape.memMib);
           const base = newSandboxRecord({
             id: opts.id ?? `sb_${ulid()}`,
             userId,

@@ -104,6 +104,8 @@ export class SnapshotService {
     const src = await this.#sandboxes.get(userId, id);
     if (src.status !== "paused") throw conflict("status", `sandbox is ${src.status}; only a paused sandbox can be forked`);
     const valid = this.#childSettings(src, input);
+    // A fork is a create for the per-user caps (402) and create rate (429).
+    await this.#sandboxes.limits.admitCreate(userId, valid.shape.memMib);
     if (!input.start_paused && (await this.#sandboxes.scheduler.freeMib(src.hostId)).freeMib < src.memMib) throw noCapacity();
     const quota = input.bandwidth_quota_bytes ?? src.bandwidthQuotaBytes;
     const forking = await this.#sandboxes.transition(src, "forking");

@@ -226,4 +226,15 @@ export class KyselySandboxRepository implements SandboxRepository {
     for (const r of rows) out[r.status as SandboxStatus] = Number(r.n);
     return out;
   }
+
+  async liveUsage(userId: string): Promise<{ sandboxes: number; memMib: number }> {
+    // PostgreSQL returns count/sum as strings (bigint/numeric); SQLite as numbers.
+    const row = await this.#db
+      .selectFrom("sandboxes")
+      .select([sql<number | string>`count(*)`.as("n"), sql<number | string | null>`sum(mem_mib)`.as("mem")])
+      .where("user_id", "=", userId)
+      .where("status", "not in", [...TERMINAL_STATUSES])
+      .executeTakeFirst();
+    return { sandboxes: Number(row?.n ?? 0), memMib: Number(row?.mem ?? 0) };
+  }
 }

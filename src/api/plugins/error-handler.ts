@@ -55,6 +55,8 @@ function handle(err: FastifyError & { validation?: SchemaIssue[]; validationCont
       request.log.error({ err, code: err.code }, "request failed");
       return sendError(reply, err.status, err.code === "no_capacity" ? "no host capacity" : (GENERIC[err.status] ?? "internal error"));
     }
+    // 429 (per-user create rate): when the next attempt can succeed.
+    if (err.retryAfterS !== undefined) reply.header("retry-after", String(err.retryAfterS));
     return sendFail(reply, err.status, Object.keys(err.fields).length > 0 ? err.fields : { error: err.message });
   }
   if (err.validation) {

@@ -133,6 +133,14 @@ for (const d of dialects) {
       assert.equal(live.length, all.filter((r) => r.status !== "destroyed" && r.status !== "failed").length);
     });
 
+    test("liveUsage sums one user's non-terminal rows (per-user limits)", async () => {
+      await db.insertInto("users").values({ id: "usr_lim", name: "lim", created_at: "2026-01-01T00:00:00Z" }).execute();
+      assert.deepEqual(await repos.sandboxes.liveUsage("usr_lim"), { sandboxes: 0, memMib: 0 });
+      const rows: Array<[SandboxRecord["status"], number]> = [["creating", 256], ["running", 512], ["paused", 1024], ["forking", 256], ["destroyed", 2048], ["failed", 4096]];
+      for (const [status, memMib] of rows) await repos.sandboxes.insert(record({ userId: "usr_lim", status, memMib }));
+      assert.deepEqual(await repos.sandboxes.liveUsage("usr_lim"), { sandboxes: 4, memMib: 2048 });
+    });
+
     test("users and keys", async () => {
       const u = await repos.users.ensureUser("carol");
       assert.deepEqual(await repos.users.ensureUser("carol"), u);
