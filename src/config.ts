@@ -44,6 +44,10 @@ export interface Config {
   databaseUrl: string | undefined;
   /** Largest file accepted by PUT /files, bytes. */
   maxFileBytes: number;
+  /** HUTCH_REQUEST_TIMEOUT_MS (default 600000): a request, body included, must arrive within it (else 408). */
+  requestTimeoutMs: number;
+  /** HUTCH_HEADERS_TIMEOUT_MS (default 15000): a request's headers must arrive within it (else 408). */
+  headersTimeoutMs: number;
   /** HUTCH_TEMPLATES (default on): creates restore template snapshots; "off": every create cold boots. */
   templates: boolean;
   /** HUTCH_POOL_SIZE (default 2): warm VMs kept for the default rootfs and shape; 0 disables the pool. */
@@ -181,6 +185,8 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     logLevel,
     databaseUrl: env.HUTCH_DATABASE_URL || undefined,
     maxFileBytes: positiveInt("HUTCH_MAX_FILE_BYTES", env.HUTCH_MAX_FILE_BYTES) ?? 1024 * 1024 * 1024,
+    requestTimeoutMs: positiveInt("HUTCH_REQUEST_TIMEOUT_MS", env.HUTCH_REQUEST_TIMEOUT_MS) ?? 600_000,
+    headersTimeoutMs: positiveInt("HUTCH_HEADERS_TIMEOUT_MS", env.HUTCH_HEADERS_TIMEOUT_MS) ?? 15_000,
     templates: onOff("HUTCH_TEMPLATES", env.HUTCH_TEMPLATES, true),
     poolSize: env.HUTCH_POOL_SIZE === "0" ? 0 : (positiveInt("HUTCH_POOL_SIZE", env.HUTCH_POOL_SIZE) ?? 2),
     poolRootfs: env.HUTCH_POOL_ROOTFS || undefined,

@@ -9,4 +9,8 @@ export interface ApiSettings {
   execHeartbeatMs: number;
   /** Largest JSON body, bytes (1 MiB). */
   bodyLimit: number;
+  /** A request (headers and body) not fully received in this many ms is cut with a 408 (default 600000). */
+  requestTimeoutMs?: number;
+  /** Request headers not received in this many ms are cut with a 408 (default 15000). */
+  headersTimeoutMs?: number;
 }

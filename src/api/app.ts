@@ -12,6 +12,7 @@ import { authPlugin } from "./plugins/auth.js";
 import { errorHandlerPlugin } from "./plugins/error-handler.js";
 import fp from "fastify-plugin";
 import { genReqId, requestIdPlugin } from "./plugins/request-id.js";
+import { MAX_PARAM_LENGTH, onCheckExpectation, onClientError, onFrameworkError, requireHost } from "./plugins/transport-errors.js";
 import { catalogRoutes } from "./routes/catalog/index.js";
 import { healthRoutes } from "./routes/health/index.js";
 import { sandboxRoutes } from "./routes/sandboxes/index.js";
@@ -29,6 +30,7 @@ type HutchApiOptions = { services: Services; settings: ApiSettings };
 export const hutchApi = fp<HutchApiOptions>(async (app: FastifyInstance, opts: HutchApiOptions) => {
   await app.register(requestIdPlugin);
   await app.register(errorHandlerPlugin);
+  app.addHook("onRequest", requireHost);
   await app.register(authPlugin, { auth: opts.services.auth });
   if ((app.log as Logger).isLevelEnabled("debug")) {
     app.addHook("onResponse", async (request, reply) => {
@@ -41,8 +43,17 @@ export const hutchApi = fp<HutchApiOptions>(async (app: FastifyInstance, opts: H
   await app.register(sandboxRoutes, { services: opts.services, settings: opts.settings, prefix: "/v1/sandboxes" });
 }, { name: "hutch-api" });
 
+/** Largest request head (request line and headers), bytes: node's default, stated. */
+export const MAX_HEADER_BYTES = 16 * 1024;
+/** Default bound on receiving a whole request, body included (an upload of HUTCH_MAX_FILE_BYTES must fit). */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 600_000;
+/** Default bound on receiving a request's headers. */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 15_000;
+
 /** Creates the Fastify instance with the API registered; call `listen` or `inject` on it. */
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
+  const requestTimeout = opts.settings.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const headersTimeout = Math.min(opts.settings.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS, requestTimeout);
   const app = Fastify({
     loggerInstance: opts.logger,
     // Per-request info logs cost more than the GET itself; hutchApi logs at debug.
@@ -52,7 +63,27 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     requestIdHeader: false,
     return503OnClosing: true,
     forceCloseConnections: "idle",
+    // Bounds on what a client may hold open: a request (headers and body) must
+    // arrive within requestTimeout, its headers within headersTimeout and
+    // maxHeaderSize; the checks run often enough to honour short bounds.
+    requestTimeout,
+    http: {
+      headersTimeout,
+      maxHeaderSize: MAX_HEADER_BYTES,
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, headersTimeout / 4)),
+      // Checked by requireHost instead, which answers in JSend.
+      requireHostHeader: false,
+    },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // `__proto__` / `constructor.prototype` keys are dropped from JSON bodies: refusing
+    // them would call valid JSON "malformed" (Fastify hides why the parse failed).
+    onProtoPoisoning: "remove",
+    onConstructorPoisoning: "remove",
+    // Errors before routing answer JSend like the rest (Fastify's own shape otherwise).
+    frameworkErrors: onFrameworkError,
+    clientErrorHandler: onClientError,
   }).withTypeProvider<TypeBoxTypeProvider>();
+  app.server.on("checkExpectation", onCheckExpectation);
   // Body types are checked strictly (no coercion); query and params convert.
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   await app.register(hutchApi, { services: opts.services, settings: opts.settings });

@@ -56,6 +56,9 @@ export interface StartOptions {
   execHeartbeatMs?: number;
   maxFileBytes?: number;
   logLevel?: string;
+  /** Request/headers receive bounds, ms (the config's defaults otherwise). */
+  requestTimeoutMs?: number;
+  headersTimeoutMs?: number;
 }
 
 /** Boots a server; reuse `dataDir` to simulate a restart. */
@@ -99,6 +102,8 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
       maxFileBytes: opts.maxFileBytes ?? config.maxFileBytes,
       execHeartbeatMs: opts.execHeartbeatMs ?? 5000,
       bodyLimit: 1024 * 1024,
+      requestTimeoutMs: opts.requestTimeoutMs ?? config.requestTimeoutMs,
+      headersTimeoutMs: opts.headersTimeoutMs ?? config.headersTimeoutMs,
     },
   });
   const url = await listen(app, "127.0.0.1", 0);

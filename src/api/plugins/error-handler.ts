@@ -20,11 +20,20 @@ const GENERIC: Record<number, string> = {
   503: "service unavailable",
 };
 
+/** decodeURIComponent that keeps text it cannot decode (a body key may hold a stray `%`). */
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 /** The first path segment an issue points at (the top-level field). */
 function fieldOf(issue: SchemaIssue | undefined, fallback: string): string {
   if (!issue) return fallback;
   const seg = (issue.instancePath ?? "").split("/").filter(Boolean)[0];
-  if (seg) return decodeURIComponent(seg.replace(/~1/g, "/").replace(/~0/g, "~"));
+  if (seg) return safeDecode(seg.replace(/~1/g, "/").replace(/~0/g, "~"));
   const params = issue.params ?? {};
   const missing = params.missingProperty ?? (Array.isArray(params.requiredProperties) ? params.requiredProperties[0] : undefined);
   if (typeof missing === "string") return missing;

@@ -15,9 +15,20 @@ function head(status: number, headers: Record<string, string>): string {
   return `${lines.join("\r\n")}\r\n\r\n`;
 }
 
+/** How long a refused upgrade's socket may linger for the client's close, ms. */
+const LINGER_MS = 5000;
+
 /** Sends a JSend answer and closes the connection. */
 export function sendJson(socket: Duplex, status: number, body: unknown, requestId: string): void {
   if (socket.destroyed) return;
+  // Read and drop what the client still sends (a body): a socket nobody reads
+  // never sees the client's FIN and would stay open; a client that keeps
+  // sending is cut after LINGER_MS.
+  socket.on("data", () => {});
+  socket.resume();
+  const linger = setTimeout(() => socket.destroy(), LINGER_MS);
+  linger.unref();
+  socket.once("close", () => clearTimeout(linger));
   const json = Buffer.from(JSON.stringify(body));
   socket.end(
     Buffer.concat([

@@ -126,6 +126,8 @@ export async function serve(flags: ConfigFlags): Promise<void> {
       maxFileBytes: config.maxFileBytes,
       execHeartbeatMs: 5000,
       bodyLimit: 1024 * 1024,
+      requestTimeoutMs: config.requestTimeoutMs,
+      headersTimeoutMs: config.headersTimeoutMs,
     },
   });
   const url = await listen(app, config.listenHost, config.listenPort);

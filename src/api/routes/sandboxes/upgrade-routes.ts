@@ -65,6 +65,15 @@ function sizeOf(url: URL): { rows?: number; cols?: number } {
   return out;
 }
 
+/** What ws would refuse in a WebSocket handshake (key, version), named by header; undefined when fine. */
+function webSocketHandshakeProblem(req: IncomingMessage): Record<string, string> | undefined {
+  const key = req.headers["sec-websocket-key"];
+  if (typeof key !== "string" || !/^[+/0-9A-Za-z]{22}==$/.test(key)) return { "sec-websocket-key": "missing or invalid" };
+  const version = Number(req.headers["sec-websocket-version"]);
+  if (version !== 13 && version !== 8) return { "sec-websocket-version": "must be 13 or 8" };
+  return undefined;
+}
+
 function upgradeToken(req: IncomingMessage): string {
   return String(req.headers.upgrade ?? "").trim().toLowerCase();
 }
@@ -72,6 +81,10 @@ function upgradeToken(req: IncomingMessage): string {
 export async function upgradeRoutes(app: FastifyInstance, opts: { services: Services }): Promise<void> {
   const { auth, remoteAccess } = opts.services;
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 4 * 1024 * 1024 });
+  // A handshake ws still refuses (e.g. a malformed Sec-WebSocket-Protocol) is answered in JSend too.
+  wss.on("wsClientError", (err: Error, socket: Duplex, req: IncomingMessage) => {
+    sendJson(socket, 400, { status: "fail", data: { headers: err.message } }, genReqId(req));
+  });
   const open = new Set<Duplex>();
   let closing = false;
 
@@ -89,6 +102,9 @@ export async function upgradeRoutes(app: FastifyInstance, opts: { services: Serv
       const want = route.kind === "shell-ws" ? "websocket" : "tcp-tunnel";
       return sendJson(socket, 400, { status: "fail", data: { upgrade: `expected Upgrade: ${want}` } }, reqId);
     }
+    // ws would refuse a bad handshake itself, but after the shell is open and not in JSend: check first.
+    const wsProblem = route.kind === "shell-ws" ? webSocketHandshakeProblem(req) : undefined;
+    if (wsProblem) return sendJson(socket, 400, { status: "fail", data: wsProblem }, reqId);
 
     if (route.kind === "tunnel") {
       // Connect in the guest first, so a refused port is a 502, not a dead pipe.
@@ -134,7 +150,13 @@ export async function upgradeRoutes(app: FastifyInstance, opts: { services: Serv
       return;
     }
 
+    // Should ws still refuse the handshake, the shell must not outlive the socket.
+    let accepted = false;
+    socket.once("close", () => {
+      if (!accepted) session.stream.destroy();
+    });
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      accepted = true;
       const t: ShellTransport = {
         send: (d) => {
           ws.send(d, { binary: true });
@@ -165,9 +187,17 @@ export async function upgradeRoutes(app: FastifyInstance, opts: { services: Serv
   }
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const url = new URL(req.url ?? "/", "http://localhost");
-    const route = routeOf(req.method, url.pathname);
     const reqId = genReqId(req);
+    let url: URL;
+    let route: Route | undefined;
+    try {
+      url = new URL(req.url ?? "/", "http://localhost");
+      route = routeOf(req.method, url.pathname);
+    } catch {
+      // A malformed target or percent-encoding: an event listener must not throw (it would crash the server).
+      socket.on("error", () => socket.destroy());
+      return sendJson(socket, 400, { status: "fail", data: { url: "malformed request path" } }, reqId);
+    }
     if (!route) {
       // Someone else's upgrade route (another listener answers it), or nobody's.
       if (app.server.listenerCount("upgrade") > 1) return;
