@@ -33,9 +33,17 @@ export class TemplateManager {
     return `${shape.rootfs}/${shape.vcpu}c${shape.memMib}m${shape.diskMib}d`;
   }
 
-  /** Template directory key of `shape` built from today's images and QEMU. */
-  key(shape: MachineShape): string {
-    return templateKey(shape.rootfs, shape.vcpu, shape.memMib, shape.diskMib, templateInputs(this.d, shape.rootfs));
+  /**
+   * Template directory key of `shape` built from today's images and QEMU;
+   * undefined when its image or the kernel is not there (no template can
+   * exist: the create's cold boot reports what is missing).
+   */
+  key(shape: MachineShape): string | undefined {
+    try {
+      return templateKey(shape.rootfs, shape.vcpu, shape.memMib, shape.diskMib, templateInputs(this.d, shape.rootfs));
+    } catch {
+      return undefined;
+    }
   }
 
   /**
@@ -52,7 +60,9 @@ export class TemplateManager {
 
   /** The ready template of `shape`, or undefined (and a build is queued). */
   get(shape: MachineShape): Template | undefined {
-    const t = this.#ready.get(this.key(shape));
+    const key = this.key(shape);
+    if (key === undefined) return undefined;
+    const t = this.#ready.get(key);
     if (!t) void this.ensure(shape);
     return t;
   }
@@ -63,6 +73,7 @@ export class TemplateManager {
    */
   ensure(shape: MachineShape): Promise<Template | undefined> {
     const key = this.key(shape);
+    if (key === undefined) return Promise.resolve(undefined);
     const ready = this.#ready.get(key);
     if (ready) return Promise.resolve(ready);
     const pending = this.#pending.get(key);
