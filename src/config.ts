@@ -54,6 +54,12 @@ export interface Config {
   poolSize: number;
   /** HUTCH_POOL_ROOTFS: rootfs of the start-up template and warm pool (default: the default image). */
   poolRootfs: string | undefined;
+  /**
+   * HUTCH_JAIL (default on when running as root, else off): each QEMU runs
+   * under its own uid, chrooted, without capabilities, under rlimits and a
+   * cgroup (src/runtime/qemu/vmm-jail.ts). Needs root.
+   */
+  jail: boolean;
   /** HUTCH_AUTO_PAUSE_CHECK_MS (default 5000): how often idle sandboxes are looked for. */
   autoPauseCheckMs: number;
   /**
@@ -190,6 +196,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     templates: onOff("HUTCH_TEMPLATES", env.HUTCH_TEMPLATES, true),
     poolSize: env.HUTCH_POOL_SIZE === "0" ? 0 : (positiveInt("HUTCH_POOL_SIZE", env.HUTCH_POOL_SIZE) ?? 2),
     poolRootfs: env.HUTCH_POOL_ROOTFS || undefined,
+    jail: onOff("HUTCH_JAIL", env.HUTCH_JAIL, process.getuid?.() === 0),
     autoPauseCheckMs: positiveInt("HUTCH_AUTO_PAUSE_CHECK_MS", env.HUTCH_AUTO_PAUSE_CHECK_MS) ?? 5000,
     userLimits: userLimits(env),
     hostId: env.HUTCH_HOST_ID || `host-${hostname().toLowerCase().replace(/[^a-z0-9-]/g, "-")}`,

@@ -23,6 +23,7 @@ import { NetnsDialer } from "../../runtime/network/netns-dialer.js";
 import { netnsNames } from "../../runtime/network/netns-names.js";
 import { SandboxFirewall } from "../../runtime/network/sandbox-firewall.js";
 import { QemuRuntime } from "../../runtime/qemu/qemu-runtime.js";
+import { VmmJail } from "../../runtime/qemu/vmm-jail.js";
 import { kyselyRepositories } from "../../store/kysely-repositories.js";
 import { openDatabase } from "../../store/open-database.js";
 import { AGENT_DIR } from "./package-root.js";
@@ -93,13 +94,18 @@ export async function serve(flags: ConfigFlags): Promise<void> {
   const dialer = new NetnsDialer({ netns: config.netns, socketPath: join(config.dataDir, "ingress.sock"), cidr: network.cidr, log: netLog });
   await dialer.start();
 
+  const runtimeLog = log.child({ component: "runtime" });
+  if (config.jail && process.getuid?.() !== 0) throw new Error("HUTCH_JAIL=on needs root (per-VM uids, chroot, cgroups)");
+  if (!config.jail) runtimeLog.warn({}, `VMM jail off (${process.env.HUTCH_JAIL ? "HUTCH_JAIL=off" : "not running as root"}): QEMU runs with the server's privileges`);
+  const jail = config.jail ? await VmmJail.create({ dataDir: config.dataDir, netns: config.netns, log: runtimeLog }) : undefined;
   const runtime = new QemuRuntime({
     dataDir: config.dataDir,
     images,
     network,
     ...(config.accel ? { accel: config.accel } : {}),
     ...(config.hostMemMib ? { memBudgetMib: config.hostMemMib } : {}),
-    log: log.child({ component: "runtime" }),
+    log: runtimeLog,
+    ...(jail ? { jail } : {}),
     firewall,
     dialer,
     templates: config.templates,

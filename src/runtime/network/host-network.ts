@@ -78,6 +78,11 @@ export class HostNetwork {
   /** nftables table name, in the netns and on the host: the netns name. */
   private readonly table: string;
   private readonly log: NetLogger | undefined;
+  /**
+   * Owner uid of sandbox `id`'s tap (set by the VMM jail): an unprivileged
+   * QEMU may attach to a tap it owns without CAP_NET_ADMIN. Undefined: root's.
+   */
+  tapOwner: ((id: string) => Promise<number | undefined>) | undefined;
 
   constructor(opts: HostNetworkOptions = {}) {
     this.netnsName = opts.nsName ?? "hutch";
@@ -176,7 +181,8 @@ export class HostNetwork {
    * Creates the tap for sandbox `id` in the namespace, attached to the bridge
    * and up; returns its name. The tap's alias records the id, so a name
    * clash with another sandbox's tap is detected (then `fallbackTapName` is
-   * used) and a leftover tap of the same id is reused.
+   * used) and a leftover tap of the same id is reused. With `tapOwner`,
+   * the tap belongs to the uid the VM's QEMU will run as.
    */
   async createTap(id: string): Promise<string> {
     for (const name of [tapName(id), fallbackTapName(id)]) {
@@ -185,7 +191,10 @@ export class HostNetwork {
         this.log?.warn({ tap: name, id, owner: existing.sandboxId }, "tap name taken, trying fallback");
         continue;
       }
-      const cmds = existing ? [] : [`tuntap add dev ${name} mode tap`];
+      const uid = await this.tapOwner?.(id);
+      const add = `tuntap add dev ${name} mode tap${uid === undefined ? "" : ` user ${uid}`}`;
+      // A leftover tap of this id may have another owner: made anew.
+      const cmds = existing ? (uid === undefined ? [] : [`tuntap del dev ${name} mode tap`, add]) : [add];
       cmds.push(`link set dev ${name} alias ${id}`, `link set dev ${name} master ${this.bridge} up`);
       await this.ipBatch(true, cmds);
       return name;

@@ -18,6 +18,9 @@ export interface QemuArgsInput {
   mac: string;
 }
 
+/** TCG translation cache, MiB: ample for a microVM's kernel and userland. */
+export const TCG_TB_MIB = 256;
+
 /**
  * argv (without the binary) for `qemu-system-x86_64`: a microvm with the
  * image's base disk read-only, the sandbox's disk writable, a tap NIC, QMP
@@ -36,14 +39,19 @@ export function buildQemuArgs(i: QemuArgsInput): string[] {
     // The id in argv lets reconcile recognise the process via /proc/<pid>/cmdline.
     "-name", i.id,
     "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on",
-    "-accel", i.accel,
+    // TCG's translation cache defaults to 1 GiB (allocated as code is
+    // translated): bounded, so the jail's memory limit (guest RAM + a fixed
+    // overhead, vmm-jail.ts) cannot be reached by translated code alone.
+    "-accel", i.accel === "tcg" ? `tcg,tb-size=${TCG_TB_MIB}` : i.accel,
     // `-cpu host` needs KVM; `max` gives TCG every feature it emulates.
     "-cpu", i.accel === "kvm" ? "host" : "max",
     "-smp", String(i.vcpu),
     "-m", `${i.memMib}M`,
     "-nodefaults", "-no-user-config", "-display", "none",
     "-no-reboot",
-    "-sandbox", "on",
+    // seccomp: no obsolete syscalls, no set*id, no scheduler/NUMA tuning.
+    // spawn stays allowed: migration to/from a file runs `exec:cat`.
+    "-sandbox", "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny",
     "-kernel", i.kernel.vmlinux,
     "-initrd", i.kernel.initrd,
     "-append", i.kernel.cmdline,

@@ -39,6 +39,7 @@ import { SnapshotOps } from "./snapshot-ops.js";
 import { removeForkLeftovers, settlePaused } from "./snapshot-recovery.js";
 import type { WarmTarget } from "./warm-pool.js";
 import { readSnapInfo, type VmSnapInfo } from "./vm-snap-info.js";
+import type { VmmJail } from "./vmm-jail.js";
 import type { SnapVm } from "../snapshot/snapshot-vm.js";
 import { bootVm } from "./vm-boot.js";
 import { readVmMeta } from "./vm-meta.js";
@@ -82,6 +83,8 @@ export interface QemuRuntimeOptions {
    * with its warm pool size (0: template only). Needs `templates`.
    */
   warm?: WarmTarget[];
+  /** Runs every QEMU jailed (src/runtime/qemu/vmm-jail.ts); unjailed without it. */
+  jail?: VmmJail;
 }
 
 /** A VM this runtime is attached to. */
@@ -127,10 +130,15 @@ export class QemuRuntime implements Runtime {
     this.binary = opts.qemuBinary ?? "qemu-system-x86_64";
     this.bootTimeoutMs = opts.bootTimeoutMs ?? (this.accel === "kvm" ? 20_000 : 60_000);
     this.consoleMaxBytes = opts.consoleMaxBytes ?? 1024 * 1024;
+    // Taps belong to the uid their QEMU will run as.
+    if (opts.jail) opts.network.tapOwner = (id) => opts.jail!.reserveUid(id);
     this.timer = setInterval(() => void this.poll(), POLL_MS);
     this.timer.unref();
     this.snaps = new SnapshotOps({
-      deps: { dataDir: opts.dataDir, images: opts.images, network: opts.network, accel: this.accel, binary: this.binary, log: opts.log },
+      deps: {
+        dataDir: opts.dataDir, images: opts.images, network: opts.network, accel: this.accel, binary: this.binary, log: opts.log,
+        ...(opts.jail ? { jail: opts.jail } : {}),
+      },
       templates: opts.templates ?? true,
       warm: opts.warm ?? [],
       bootTimeoutMs: this.bootTimeoutMs,
@@ -186,6 +194,8 @@ export class QemuRuntime implements Runtime {
     }
     this.vms.delete(id);
     this.detach(vm);
+    // A paused sandbox holds no cgroup or uid (resume takes new ones).
+    await this.opts.jail?.release(id).catch((err: unknown) => this.opts.log.warn({ id, err }, "VMM jail release failed"));
     this.opts.log.info({ id }, "VM paused");
   }
 
@@ -292,6 +302,8 @@ export class QemuRuntime implements Runtime {
         this.opts.log.info({ tap: t.name }, "removed leaked tap");
       }
     }
+    // Cgroups and uids of VMs that are gone (killed above, or died with the previous server).
+    await this.opts.jail?.reconcile(new Set([...this.vms.keys(), ...this.creating.keys()]));
     // Pool VMs of a previous server were removed above (not in `ids`): build templates, refill.
     if (!this.closed) this.snaps.start();
     return alive;
@@ -360,6 +372,7 @@ export class QemuRuntime implements Runtime {
     const snap: VmSnapInfo = { vcpu: s.vcpu, rootfs: s.rootfs, ram: s.ram, disk: s.disk, ...(s.template ? { template: s.template } : {}) };
     const vm: Vm = { id: s.id, pid: s.pid, paths: s.paths, tap: s.tap, memMib: s.memMib, agent: s.agent, qmp: s.qmp, child: s.child, stopping: false, snap };
     this.vms.set(vm.id, vm);
+    this.watchAgent(vm);
     s.child.once("exit", (code, sig) => void this.gone(vm, sig ? `VMM killed by ${sig}` : `VMM exited with code ${code}`));
     if (s.exited) void this.gone(vm, s.exited);
     return vm;
@@ -396,7 +409,7 @@ export class QemuRuntime implements Runtime {
     signal.throwIfAborted();
     const b = await bootVm(
       { dataDir, images, network, log, binary: this.binary, accel: this.accel, bootTimeoutMs: this.bootTimeoutMs,
-        removeLeftovers: (id) => this.removeLeftovers(id) },
+        removeLeftovers: (id) => this.removeLeftovers(id), ...(this.opts.jail ? { jail: this.opts.jail } : {}) },
       spec,
       signal,
     );
@@ -405,6 +418,7 @@ export class QemuRuntime implements Runtime {
       snap: { vcpu: spec.vcpu, rootfs: spec.rootfs, ram: { anon: "legacy" }, disk: { file: b.paths.disk, format: "raw" } },
     };
     this.vms.set(vm.id, vm);
+    this.watchAgent(vm);
     b.child.removeAllListeners("exit");
     const onExit = (code: number | null, sig: NodeJS.Signals | null) =>
       void this.gone(vm, sig ? `VMM killed by ${sig}` : `VMM exited with code ${code}`);
@@ -445,6 +459,7 @@ export class QemuRuntime implements Runtime {
     if (pid !== undefined && (await isVmmOf(pid, paths.dir))) await killAndWait(pid, 500);
     const tap = knownTap ?? (await readVmMeta(paths.meta))?.tap;
     if (tap) await this.opts.network.deleteTap(tap);
+    await this.opts.jail?.release(id);
     await rm(paths.dir, { recursive: true, force: true });
   }
 
@@ -472,6 +487,7 @@ export class QemuRuntime implements Runtime {
       };
       const vm: Vm = { id, pid, paths, tap: meta.tap, memMib: meta.memMib, agent, qmp, stopping: false, snap };
       this.vms.set(id, vm);
+      this.watchAgent(vm);
       this.opts.log.info({ id, pid }, "re-attached to running VM");
       return vm;
     } catch (err) {
@@ -485,6 +501,18 @@ export class QemuRuntime implements Runtime {
     vm.child?.removeAllListeners("exit");
     vm.agent.close();
     vm.qmp.close();
+  }
+
+  /**
+   * A broken agent channel (protocol garbage from the guest, a socket error)
+   * leaves a VM nobody can use: it is ended and reported like a VMM exit.
+   * A close of ours (pause, destroy, shutdown) resolves without a reason.
+   */
+  private watchAgent(vm: Vm): void {
+    void vm.agent.closed.then((reason) => {
+      if (reason === undefined || vm.stopping || this.vms.get(vm.id) !== vm) return;
+      void this.gone(vm, `agent channel lost: ${reason.message}`);
+    });
   }
 
   /** A VM died on its own: clean up, then tell the listeners (once). */

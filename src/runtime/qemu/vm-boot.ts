@@ -18,6 +18,7 @@ import type { RuntimeLogger } from "./runtime-logger.js";
 import { writeVmMeta } from "./vm-meta.js";
 import { sandboxesDir, vmPaths, type VmPaths } from "./vm-paths.js";
 import { consoleTail, killAndWait, spawnDetached } from "./vm-process.js";
+import { jailSpecFor, type JailLease, type VmmJail } from "./vmm-jail.js";
 
 /** What `bootVm` needs from the runtime. */
 export interface BootDeps {
@@ -28,6 +29,8 @@ export interface BootDeps {
   binary: string;
   accel: Accel;
   bootTimeoutMs: number;
+  /** Runs the QEMU jailed (own uid, chroot, rlimits, cgroup); unjailed without it. */
+  jail?: VmmJail;
   /** Removes what a previous VM of the same id may have left. */
   removeLeftovers(id: string): Promise<void>;
 }
@@ -60,6 +63,7 @@ export async function bootVm(d: BootDeps, spec: MachineSpec, signal: AbortSignal
   const exited = new AbortController();
   let agent: AgentClient | undefined;
   let qmp: QmpClient | undefined;
+  let jail: JailLease | undefined;
   try {
     const rootfs = imagePath(d.images, spec.rootfs);
     const kernel = d.images.kernel();
@@ -91,8 +95,11 @@ export async function bootVm(d: BootDeps, spec: MachineSpec, signal: AbortSignal
       mac: spec.net.mac,
     });
     signal.throwIfAborted();
-    // `ip netns exec` execs QEMU in place: the child's pid is QEMU's.
-    const child = spawnDetached([...d.network.execPrefix(), d.binary, ...args], paths.dir, paths.qemuLog);
+    jail = d.jail
+      ? await d.jail.prepare(jailSpecFor({ id: spec.id, dir: paths.dir, vcpu: spec.vcpu, memMib: spec.memMib, accel: d.accel, kernel, rootfsPath: rootfs, binary: d.binary }))
+      : undefined;
+    // `ip netns exec` (and the jail's sh, prlimit, chroot, setpriv) exec QEMU in place: the child's pid is QEMU's.
+    const child = spawnDetached([...(jail ? jail.prefix(d.network.execPrefix()) : d.network.execPrefix()), d.binary, ...args], paths.dir, paths.qemuLog, jail?.env);
     pid = child.pid;
     const onGone = (how: string) => {
       exitedWith ??= how;
@@ -113,6 +120,7 @@ export async function bootVm(d: BootDeps, spec: MachineSpec, signal: AbortSignal
     agent?.close();
     qmp?.close();
     if (pid !== undefined) await killAndWait(pid, 0).catch(() => {});
+    await jail?.release().catch(() => {});
     const tail = await consoleTail(paths);
     if (tap) await d.network.deleteTap(tap).catch(() => {});
     await rm(paths.dir, { recursive: true, force: true }).catch(() => {});

@@ -13,12 +13,13 @@ import { sandboxesDir, type VmPaths } from "./vm-paths.js";
 /**
  * Starts `argv` in its own session with stdio going to `logFile`, and unrefs
  * it: the VM outlives the server. The returned child reports its exit while
- * this server runs.
+ * this server runs. `env` replaces the server's environment (a jailed VMM
+ * gets only PATH: no secret of the server is readable in its /proc/<pid>/environ).
  */
-export function spawnDetached(argv: string[], cwd: string, logFile: string): ChildProcess {
+export function spawnDetached(argv: string[], cwd: string, logFile: string, env?: NodeJS.ProcessEnv): ChildProcess {
   const fd = openSync(logFile, "a", 0o600);
   try {
-    const child = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: ["ignore", fd, fd] });
+    const child = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: ["ignore", fd, fd], ...(env ? { env } : {}) });
     child.unref();
     return child;
   } finally {

@@ -6,6 +6,7 @@
 import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
+import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { AgentClient } from "../agent/agent-client.js";
 import type { Accel } from "../host-info.js";
@@ -16,6 +17,8 @@ import type { RuntimeLogger } from "../qemu/runtime-logger.js";
 import type { VmPaths } from "../qemu/vm-paths.js";
 import { consoleTail, killAndWait, spawnDetached, waitGone } from "../qemu/vm-process.js";
 import { buildSnapshotArgs, type RamBacking } from "./snapshot-args.js";
+import { templatesDir } from "./snapshot-paths.js";
+import { jailSpecFor, type JailLease, type VmmJail } from "../qemu/vmm-jail.js";
 
 /** What the snapshot functions need from the host (the same things QemuRuntime has). */
 export interface SnapshotDeps {
@@ -26,6 +29,8 @@ export interface SnapshotDeps {
   /** Default "qemu-system-x86_64". */
   binary?: string;
   log?: RuntimeLogger;
+  /** Runs each QEMU jailed (own uid, chroot, rlimits, cgroup); unjailed without it. */
+  jail?: VmmJail;
 }
 
 /** A running snapshot-capable VM, attached. */
@@ -90,7 +95,23 @@ export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_0
   // Stale sockets of a previous run of this VM would only refuse connections;
   // without them, the new ones appearing is the signal that QEMU listens.
   await Promise.all([rm(i.paths.qmp, { force: true }), rm(i.paths.agent, { force: true })]);
-  const child = spawnDetached([...d.network.execPrefix(), d.binary ?? "qemu-system-x86_64", ...args], i.paths.dir, i.paths.qemuLog);
+  const binary = d.binary ?? "qemu-system-x86_64";
+  const jail = d.jail ? await d.jail.prepare(jailSpecFor({
+    id: i.id, dir: i.paths.dir, vcpu: i.vcpu, memMib: i.memMib, accel: d.accel, kernel: d.images.kernel(),
+    rootfsPath: d.images.rootfs(i.rootfs).path, binary, shared: sharedDirs(d, i),
+  })) : undefined;
+  let child: ChildProcess;
+  try {
+    child = spawnDetached([...(jail ? jail.prefix(d.network.execPrefix()) : d.network.execPrefix()), binary, ...args], i.paths.dir, i.paths.qemuLog, jail?.env);
+  } catch (err) {
+    await jail?.release();
+    throw err;
+  }
+  // The jail's cgroups go with the process, whoever stops it (pause, destroy, crash).
+  if (jail) {
+    child.once("exit", () => void releaseJail(d, jail));
+    child.once("error", () => void releaseJail(d, jail));
+  }
   if (child.pid === undefined) throw new Error("spawn of QEMU failed");
   const vm: Omit<SnapVm, "qmp"> & { qmp?: QmpClient } = {
     id: i.id, pid: child.pid, paths: i.paths, tap: i.tap, vcpu: i.vcpu, memMib: i.memMib, rootfs: i.rootfs, ram: i.ram, disk: i.disk, child,
@@ -116,6 +137,23 @@ export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_0
     await killAndWait(child.pid, 0).catch(() => {});
     throw await withTail(i.paths, `QEMU for ${i.id} did not start: ${vm.exited ?? (err as Error).message}`, err);
   }
+}
+
+/**
+ * Directories outside the VM's own that it maps RAM from or reads disks of:
+ * its template's (RAM of a clone, bottom of every descendant's disk chain).
+ */
+function sharedDirs(d: SnapshotDeps, i: LaunchInput): string[] {
+  const dirs = new Set<string>();
+  if (i.template) dirs.add(path.join(templatesDir(d.dataDir), i.template));
+  for (const f of [i.ram.file, i.disk.file]) {
+    if (f !== undefined && path.dirname(f) !== i.paths.dir) dirs.add(path.dirname(f));
+  }
+  return [...dirs];
+}
+
+async function releaseJail(d: SnapshotDeps, jail: JailLease): Promise<void> {
+  await jail.release().catch((err: unknown) => d.log?.warn({ id: jail.id, err }, "VMM jail release failed"));
 }
 
 /** Error with the tail of the VM's console and QEMU log appended. */

@@ -33,7 +33,7 @@ test("shape maps to -smp and -m", () => {
 
 test("accelerator: TCG uses -cpu max, KVM -cpu host", () => {
   const t = buildQemuArgs(input());
-  assert.deepEqual(values(t, "-accel"), ["tcg"]);
+  assert.deepEqual(values(t, "-accel"), ["tcg,tb-size=256"]);
   assert.deepEqual(values(t, "-cpu"), ["max"]);
   const k = buildQemuArgs(input({ accel: "kvm" }));
   assert.deepEqual(values(k, "-accel"), ["kvm"]);
@@ -45,7 +45,7 @@ test("microvm, no defaults, sandboxed, no display, exits instead of rebooting", 
   assert.deepEqual(values(a, "-M"), ["microvm,x-option-roms=off,isa-serial=on,rtc=on"]);
   for (const f of ["-nodefaults", "-no-user-config", "-no-reboot"]) assert.ok(a.includes(f), f);
   assert.deepEqual(values(a, "-display"), ["none"]);
-  assert.deepEqual(values(a, "-sandbox"), ["on"]);
+  assert.deepEqual(values(a, "-sandbox"), ["on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny"]);
   assert.ok(!a.includes("-enable-kvm") && !a.includes("-monitor"));
   assert.deepEqual(values(a, "-name"), [ID], "the id is in argv for reconcile");
 });

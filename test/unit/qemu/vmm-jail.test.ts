@@ -1,0 +1,122 @@
+/**
+ * VmmJail's bookkeeping without a VM: uid allocation, ownership of a VM's
+ * files, the mount table and argv it builds, release and reconcile. Needs
+ * root (chown); cgroups are left out here (test/e2e/jail.test.ts has them).
+ */
+import assert from "node:assert/strict";
+import { link, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { jailSpecFor, VMM_ID_BASE, VmmJail, type JailSpec } from "../../../src/runtime/qemu/vmm-jail.js";
+
+const log = { debug() {}, info() {}, warn() {}, error() {} };
+const root = process.getuid?.() === 0;
+const A = "sb_01JABCDEFGHJKMNPQRSTVWXYZA";
+const B = "sb_01JABCDEFGHJKMNPQRSTVWXYZB";
+
+describe("VmmJail", { skip: !root && "needs root (chown)" }, () => {
+  let dataDir: string;
+  let jail: VmmJail;
+  const dirOf = (id: string) => path.join(dataDir, "sandboxes", id);
+  const spec = (id: string, extra: Partial<JailSpec> = {}): JailSpec => ({
+    id, dir: dirOf(id), vcpu: 1, memMib: 256, accel: "tcg", readOnly: ["/srv/images/kernel"], shared: [], ...extra,
+  });
+  const records = async () => (await readdir(path.join(dataDir, "jail"))).filter((f) => f.endsWith(".json")).sort();
+
+  before(async () => {
+    dataDir = await mkdtemp("/tmp/hj-");
+    for (const id of [A, B]) await mkdir(dirOf(id), { recursive: true, mode: 0o700 });
+    jail = await VmmJail.create({ dataDir, netns: "unit", log, cgroups: false });
+  });
+  after(async () => {
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test("each VM gets its own uid from the reserved range and owns its directory", async () => {
+    await writeFile(path.join(dirOf(A), "disk.img"), "");
+    const a = await jail.prepare(spec(A));
+    const b = await jail.prepare(spec(B));
+    assert.ok(a.uid > VMM_ID_BASE && b.uid > VMM_ID_BASE);
+    assert.notEqual(a.uid, b.uid);
+    const st = await stat(dirOf(A));
+    assert.deepEqual([st.uid, st.gid, st.mode & 0o777], [a.uid, VMM_ID_BASE, 0o700]);
+    assert.equal((await stat(path.join(dirOf(A), "disk.img"))).uid, a.uid);
+    assert.deepEqual(a.env, { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin" });
+    await a.release();
+    await b.release();
+    assert.deepEqual(await records(), []);
+  });
+
+  test("the argv wraps the netns prefix and drops to the uid without capabilities", async () => {
+    const l = await jail.prepare(spec(A));
+    const argv = l.prefix(["ip", "netns", "exec", "ns"]);
+    // No cgroups here: the netns prefix comes first, then the root shell, prlimit, chroot, setpriv.
+    assert.deepEqual(argv.slice(0, 4), ["ip", "netns", "exec", "ns"]);
+    assert.equal(argv[4], "/bin/sh");
+    const tail = argv.slice(argv.indexOf("prlimit"));
+    assert.deepEqual(tail, [
+      "prlimit", "--nofile=1024", "--nproc=512", "--core=0", "--",
+      "chroot", path.join(dataDir, "jail", "root"),
+      "setpriv", "--reuid", String(l.uid), "--regid", String(VMM_ID_BASE), "--clear-groups",
+      "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
+    ]);
+    const fstab = await readFile(path.join(dataDir, "jail", `${A}.fstab`), "utf8");
+    const r = path.join(dataDir, "jail", "root");
+    assert.ok(fstab.includes(`/usr ${r}/usr none bind,ro,`), fstab);
+    assert.ok(fstab.includes(`/srv/images/kernel ${r}/srv/images/kernel none bind,ro,`), fstab);
+    assert.ok(fstab.includes(`${dirOf(A)} ${r}${dirOf(A)} none bind,nosuid,nodev,`), fstab);
+    assert.ok(!fstab.includes("/dev/net/tun"), "the tun device is the jail's own node, not a bind");
+    await l.release();
+  });
+
+  test("frozen files shared by forks and templates are root's, group-readable (RAM group-writable)", async () => {
+    const tpl = path.join(dataDir, "templates", "t1");
+    await mkdir(tpl, { recursive: true, mode: 0o700 });
+    for (const f of ["mem", "state", "disk"]) await writeFile(path.join(tpl, f), "x", { mode: 0o400 });
+    for (const f of ["layer-1.qcow2", "mem.base", "state"]) await writeFile(path.join(dirOf(A), f), "x", { mode: 0o600 });
+    await link(path.join(dirOf(A), "state"), path.join(dirOf(B), "state"));
+    const l = await jail.prepare(spec(A, { shared: [tpl] }));
+    const mode = async (f: string) => {
+      const s = await stat(f);
+      return [s.uid, s.gid, s.mode & 0o777];
+    };
+    assert.deepEqual(await mode(tpl), [0, VMM_ID_BASE, 0o750]);
+    assert.deepEqual(await mode(path.join(tpl, "mem")), [0, VMM_ID_BASE, 0o660]);
+    assert.deepEqual(await mode(path.join(tpl, "disk")), [0, VMM_ID_BASE, 0o440]);
+    assert.deepEqual(await mode(path.join(dirOf(A), "layer-1.qcow2")), [0, VMM_ID_BASE, 0o440]);
+    assert.deepEqual(await mode(path.join(dirOf(A), "mem.base")), [0, VMM_ID_BASE, 0o660]);
+    assert.deepEqual(await mode(path.join(dirOf(A), "state")), [0, VMM_ID_BASE, 0o440], "hard-linked into B: not A's");
+    await l.release();
+  });
+
+  test("a uid reserved with the tap is the launch's; a stale release leaves a newer launch alone", async () => {
+    const uid = await jail.reserveUid(A);
+    assert.equal(await jail.reserveUid(A), uid, "reserving twice keeps the uid");
+    const first = await jail.prepare(spec(A));
+    assert.equal(first.uid, uid);
+    const second = await jail.prepare(spec(A)); // e.g. resumed before the first's exit event arrived
+    await first.release();
+    assert.equal(await jail.uidOf(A), uid, "the first launch's late release is a no-op");
+    await second.release();
+    assert.equal(await jail.uidOf(A), undefined);
+  });
+
+  test("reconcile removes the jails of VMs that are gone, keeps live ones", async () => {
+    const other = await VmmJail.create({ dataDir, netns: "unit", log, cgroups: false }); // a previous server's
+    await other.prepare(spec(A));
+    await other.prepare(spec(B));
+    await jail.reconcile(new Set([B]));
+    assert.deepEqual(await records(), [`${B}.json`]);
+    await jail.release(B);
+    assert.deepEqual(await records(), []);
+  });
+
+  test("jailSpecFor exposes the kernel, initrd and image directories read-only", () => {
+    const s = jailSpecFor({
+      id: A, dir: dirOf(A), vcpu: 2, memMib: 512, accel: "tcg", binary: "/opt/qemu/bin/qemu-system-x86_64",
+      kernel: { vmlinux: "/c/kernel/vmlinux", initrd: "/c/kernel/initrd.img" }, rootfsPath: "/c/rootfs/minimal-1.ext4",
+    });
+    assert.deepEqual(s.readOnly, ["/c/kernel", "/c/kernel", "/c/rootfs", "/opt/qemu/bin"]);
+    assert.deepEqual(s.shared, []);
+  });
+});
