@@ -1,6 +1,7 @@
 /**
  * Sandbox networking on real VMs: egress allowlist (IP, CIDR:port, domain
- * served by a resolver the test controls, live PUT), bandwidth quota and
+ * served by a resolver the test controls, live PUT, `*.host` learned from the
+ * guest's own lookups), bandwidth quota and
  * recharge, HTTP ingress through the SDK's previewUrl, unique and stable
  * IPs, and that `hutch network down` leaves nothing behind. All traffic goes
  * to a network namespace the test creates (support/outside-host.ts).
@@ -47,7 +48,13 @@ describe("sandbox networking (real VMs)", { timeout: 900_000 }, () => {
   const domain = "web.hutch-e2e.test";
 
   before(async () => {
-    outside = startOutsideHost((ips) => ({ [domain]: ips[2]!, "other.hutch-e2e.test": ips[1]! }));
+    outside = startOutsideHost((ips) => ({
+      [domain]: ips[2]!,
+      "other.hutch-e2e.test": ips[1]!,
+      // Under the wildcard: two names, two addresses (`wild.` itself has none).
+      "a.wild.hutch-e2e.test": ips[1]!,
+      "b.c.wild.hutch-e2e.test": ips[2]!,
+    }));
     server = await startServer({ HUTCH_DNS: outside.dnsIp, HUTCH_BANDWIDTH_QUOTA_BYTES: String(QUOTA) });
   });
 
@@ -58,10 +65,10 @@ describe("sandbox networking (real VMs)", { timeout: 900_000 }, () => {
 
   /**
    * An HTTP GET with busybox nc (minimal:1's static busybox wget crashes in
-   * getaddrinfo): true when the outside's page came back within 3 s.
+   * getaddrinfo): true when the outside's page came back within `waitS`.
    */
-  async function reaches(sb: Sandbox, ip: string, port = 8000): Promise<boolean> {
-    const r = await sb.runCommand("sh", ["-c", `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${ip} ${port}`]);
+  async function reaches(sb: Sandbox, ip: string, port = 8000, waitS = 3): Promise<boolean> {
+    const r = await sb.runCommand("sh", ["-c", `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w ${waitS} ${ip} ${port}`]);
     const ok = r.result.stdout.includes("hello from outside");
     if (!ok) console.log(`# ${ip}:${port} not reached: ${JSON.stringify(r.result).slice(0, 300)}`);
     if (!ok && process.env.NETDEBUG) console.log(execFileSync("ip", ["netns", "exec", server.netns, "nft", "list", "ruleset"], { encoding: "utf8" }));
@@ -84,6 +91,7 @@ describe("sandbox networking (real VMs)", { timeout: 900_000 }, () => {
   async function guestResolve(sb: Sandbox, name: string): Promise<string | undefined> {
     const r = await sb.runCommand("nslookup", [name]);
     const addrs = [...r.result.stdout.matchAll(/Address:\s*(\d+\.\d+\.\d+\.\d+)(?!:)\s*$/gm)].map((m) => m[1]);
+    if (addrs.length === 0) console.log(`# nslookup ${name}: ${JSON.stringify(r.result).slice(0, 300)}`);
     return addrs.at(-1);
   }
 
@@ -118,6 +126,58 @@ describe("sandbox networking (real VMs)", { timeout: 900_000 }, () => {
     } finally {
       await sb.destroy();
     }
+  });
+
+  test("*.host egress: subdomains allowed as the guest's own lookups resolve them, nothing else", async () => {
+    const [dnsIp, b, c] = outside.ips as [string, string, string];
+    const t = `${netnsNames(server.netns).table}_fw`;
+    const nft = (...args: string[]) => execFileSync("ip", ["netns", "exec", server.netns, "nft", ...args], { encoding: "utf8" });
+    const key = (sb: Sandbox) => sb.id.slice(3).toLowerCase();
+    const [wild, plain] = await Promise.all([
+      server.client.createSandbox({ shape: SMALL, rootfs: "minimal:1", egress: ["*.wild.hutch-e2e.test"] }),
+      server.client.createSandbox({ shape: SMALL, rootfs: "minimal:1", egress: [c] }),
+    ]);
+    try {
+      const withRule = async () => {
+        assert.equal(await reaches(wild, b, 8000, 2), false, "a subdomain's address, before any lookup");
+        assert.equal(await guestResolve(wild, "a.wild.hutch-e2e.test"), b, "the guest's lookup, answered through the forwarder");
+        assert.equal(await reachesSoon(wild, b), true, "a.wild after its lookup");
+        assert.equal(await guestResolve(wild, "B.C.Wild.HUTCH-e2e.test"), c, "two levels down, any letter case");
+        assert.equal(await reachesSoon(wild, c), true, "b.c.wild after its lookup");
+        assert.equal(await reaches(wild, dnsIp, 8000, 2), false, "an address no allowed name resolved to");
+        assert.match(nft("list", "set", "ip", t, `w_${key(wild)}`), new RegExp(`${b.replace(/\./g, "\\.")} timeout 1m`));
+      };
+      // Without a `*.` rule: its DNS goes straight out, nothing is learned.
+      const withoutRule = async () => {
+        assert.equal(await guestResolve(plain, "a.wild.hutch-e2e.test"), b, "DNS of a sandbox without the rule");
+        assert.equal(await reaches(plain, b, 8000, 2), false, "resolving a wildcard name allows nothing there");
+        assert.equal(await reachesSoon(plain, c), true, "its own IP rule");
+      };
+      await Promise.all([withRule(), withoutRule()]);
+      const wildDns = nft("list", "set", "ip", t, "wild_dns");
+      assert.ok(wildDns.includes(wild.ip!) && !wildDns.includes(plain.ip!), wildDns);
+      assert.equal(nft("list", "sets", "ip").includes(`w_${key(plain)}`), false, "no sets for it");
+
+      // A crashed server takes its forwarder along; the restarted one runs a new one.
+      await server.kill();
+      await server.restart();
+      nft("flush", "set", "ip", t, `w_${key(wild)}`);
+      assert.equal(await reaches(wild, b, 8000, 2), false, "forgotten");
+      assert.equal(await guestResolve(wild, "a.wild.hutch-e2e.test"), b, "a lookup after the restart");
+      assert.equal(await reachesSoon(wild, b), true, "learned again");
+
+      // A live PUT without the wildcard takes back what it let in.
+      await wild.setEgress([dnsIp]);
+      assert.equal(await reaches(wild, b, 8000, 2), false, "learned address gone with the rule");
+      assert.equal(nft("list", "sets", "ip").includes(`w_${key(wild)}`), false, "its sets gone");
+      assert.equal(nft("list", "set", "ip", t, "wild_dns").includes(wild.ip!), false, "its DNS no longer diverted");
+      assert.equal(await guestResolve(wild, "a.wild.hutch-e2e.test"), b, "its DNS still works");
+    } finally {
+      if (process.env.NETDEBUG) console.log(server.output().split("\n").filter((l) => /wildcard|forwarder/.test(l)).join("\n"));
+      await Promise.all([wild.destroy(), plain.destroy()]);
+    }
+    const after = nft("list", "table", "ip", t);
+    assert.doesNotMatch(after, /set w_|set wp_/, "destroy leaves no learned sets");
   });
 
   test("bandwidth: egress counted, a small quota caps, recharge lifts the cap", async () => {
@@ -233,6 +293,7 @@ describe("sandbox networking (real VMs)", { timeout: 900_000 }, () => {
     assert.equal(hostHas(["nft", "list", "table", "ip", names.table]), false, "host nft table gone");
     assert.equal(execFileSync("ip", ["netns", "list"], { encoding: "utf8" }).includes(server.netns), false);
     assert.deepEqual(await pidsMentioning(`${server.dataDir}/ingress.sock`), [], "dialer process gone");
+    assert.deepEqual(await pidsMentioning(`dns-forwarder-main.js ${server.netns} `), [], "dns forwarder gone");
     assert.deepEqual(await pidsMentioning(server.dataDir), [], "no QEMU left");
   });
 });

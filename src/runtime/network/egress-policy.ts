@@ -61,12 +61,39 @@ export function compileEgress(rules: readonly string[] | null): EgressPolicy {
 }
 
 /**
- * The names to look up for a host entry. Without inspecting the guest's DNS
- * traffic the firewall cannot know every subdomain a `*.x` entry covers, so
- * it allows what `x` and `www.x` resolve to.
+ * The names the host looks up for a host entry. For `*.x` these are `x` and
+ * `www.x`, resolved ahead of any lookup of the guest's; every other
+ * subdomain is allowed as the guest resolves it (see {@link wildcardsOf}).
  */
 export function namesToResolve(host: string): string[] {
   if (!host.startsWith("*.")) return [host];
   const base = host.slice(2);
   return [base, `www.${base}`];
+}
+
+/** The `*.x` entries of an allowlist, as suffixes (`x`), for the DNS forwarder. */
+export interface EgressWildcards {
+  /** Subdomains of these are allowed on every port. */
+  suffixes: string[];
+  /** Subdomains of `suffix` are allowed on `port`. */
+  portSuffixes: Array<{ suffix: string; port: number }>;
+}
+
+/**
+ * The wildcard entries of `p`: their subdomains are allowed as the guest's
+ * own DNS lookups resolve them (the forwarder learns the answers).
+ *
+ * @example wildcardsOf(compileEgress(["*.example.com:443"])).portSuffixes // [{ suffix: "example.com", port: 443 }]
+ */
+export function wildcardsOf(p: EgressPolicy): EgressWildcards {
+  const suffixes = [...new Set(p.hosts.filter((h) => h.startsWith("*.")).map((h) => h.slice(2)))].sort();
+  const seen = new Set<string>();
+  const portSuffixes: EgressWildcards["portSuffixes"] = [];
+  for (const { host, port } of p.hostPorts) {
+    if (!host.startsWith("*.") || seen.has(`${host}:${port}`)) continue;
+    seen.add(`${host}:${port}`);
+    portSuffixes.push({ suffix: host.slice(2), port });
+  }
+  portSuffixes.sort((a, b) => a.suffix.localeCompare(b.suffix) || a.port - b.port);
+  return { suffixes, portSuffixes };
 }

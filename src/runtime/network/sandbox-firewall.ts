@@ -17,6 +17,14 @@
  *                                  oifname <bridge> ip daddr vmap @meter_in  → n_<k> (counter i_<k>)
  *                      output:     oifname <bridge> ip daddr vmap @meter_in  (the ingress dialer)
  * ```
+ * A sandbox with `*.host` rules also gets sets of the addresses its own DNS
+ * lookups of names under those hosts resolved to, kept by the DNS forwarder
+ * (dns-forwarder-main.ts) that its DNS queries are DNATed to:
+ *
+ * ```
+ * table ip <t>_fw      dns_dnat (prerouting): ip saddr @wild_dns udp|tcp dport 53 dnat → <gateway>:<port>
+ *                      e_<k>: ip daddr @w_<k> return; ip daddr . th dport @wp_<k> return
+ * ```
  * `<k>` is the sandbox ULID in lower case. Rules reference interface names
  * and addresses, not live devices, so they can be installed before the VM
  * (and its tap) exists and stay valid across pause/resume. Counters are
@@ -26,10 +34,14 @@
  */
 import { Resolver } from "node:dns/promises";
 import { RuntimeError } from "../errors.js";
-import { compileEgress, namesToResolve, type EgressPolicy } from "./egress-policy.js";
+import { cidrInfo } from "./cidr.js";
+import { DnsForwarder } from "./dns-forwarder.js";
+import { compileEgress, namesToResolve, wildcardsOf, type EgressPolicy } from "./egress-policy.js";
 import type { NetLogger } from "./host-network.js";
 import { NftSession } from "./nft-session.js";
 import { fallbackTapName, tapName } from "./tap-name.js";
+import type { WildcardClient, WildcardClients } from "./wildcard-learner.js";
+import { wildcardApplyScript, wildcardEgressRules, wildcardFlushScript, wildcardRemoveScript, wildcardTableScript } from "./wildcard-nft.js";
 
 /** What the firewall enforces for one sandbox. */
 export interface SandboxNetworkPolicy {
@@ -62,6 +74,8 @@ export interface SandboxFirewallOptions {
   dns: string[];
   /** Re-resolve host rules this often (default 20 s; must stay ≤ 30 s). */
   refreshMs?: number;
+  /** Port of the DNS forwarder for `*.host` rules, on the bridge's address (default 10053). */
+  dnsForwarderPort?: number;
   log?: NetLogger;
 }
 
@@ -71,7 +85,14 @@ interface Entry {
   capped: boolean;
   /** Addresses the host rules resolved to, as last written. */
   resolved: string;
+  /** Its `*.host` rules, as the DNS forwarder knows them (none: undefined). */
+  wild: WildcardClient | undefined;
+  /** Its DNS goes to the forwarder (it has `*.` rules, is not capped, the forwarder runs). */
+  dnat: boolean;
 }
+
+/** Default port of the DNS forwarder on the gateway. */
+export const DNS_FORWARDER_PORT = 10053;
 
 const RESOLVE_TIMEOUT_MS = 3000;
 
@@ -89,12 +110,23 @@ export class SandboxFirewall {
   /** nft transactions run one at a time (a refresh must not interleave with an apply). */
   private chain: Promise<unknown> = Promise.resolve();
   private readonly session: NftSession;
+  /** The bridge's address, where the DNS forwarder listens. */
+  private readonly gateway: string;
+  private readonly dnsPort: number;
+  /** Learns `*.host` subdomains from the guests' DNS answers (none without resolvers). */
+  private readonly forwarder: DnsForwarder | undefined;
 
   constructor(private readonly opts: SandboxFirewallOptions) {
     this.t = `${opts.table}_fw`;
     this.session = new NftSession(opts.netns, opts.log);
     this.resolver = new Resolver({ timeout: RESOLVE_TIMEOUT_MS, tries: 2 });
     if (opts.dns.length > 0) this.resolver.setServers(opts.dns);
+    this.gateway = cidrInfo(opts.cidr).gateway;
+    this.dnsPort = opts.dnsForwarderPort ?? DNS_FORWARDER_PORT;
+    const resolvers = opts.dns.filter((d) => !d.includes(":"));
+    this.forwarder = resolvers.length
+      ? new DnsForwarder({ netns: opts.netns, table: this.t, listenIp: this.gateway, port: this.dnsPort, cidr: opts.cidr, resolvers, ...(opts.log ? { log: opts.log } : {}) })
+      : undefined;
   }
 
   /**
@@ -135,6 +167,8 @@ export class SandboxFirewall {
     } else {
       await this.script([`flush set ip ${this.t} dns`, ...(this.opts.dns.length ? [`add element ip ${this.t} dns { ${this.opts.dns.join(", ")} }`] : [])]);
     }
+    // Idempotent, and on its own: a table made by an older version lacks it.
+    await this.script(wildcardTableScript(this.t, this.gateway, this.dnsPort));
     if (!this.timer) {
       this.timer = setInterval(() => void this.refresh(), this.opts.refreshMs ?? 20_000);
       this.timer.unref();
@@ -148,8 +182,14 @@ export class SandboxFirewall {
     await this.serial(async () => {
       const old = this.entries.get(id);
       if (old && old.ip !== policy.ip) await this.removeNow(id, old.ip);
-      const entry: Entry = { ip: policy.ip, policy: compiled, capped: policy.capped, resolved: JSON.stringify(resolved) };
-      await this.script([...this.applyScript(id, entry, resolved), ...this.meterScript(id, policy.remainingBytes)]);
+      const wild = this.wildcardClient(id, compiled);
+      const entry: Entry = { ip: policy.ip, policy: compiled, capped: policy.capped, resolved: JSON.stringify(resolved), wild, dnat: false };
+      // The forwarder knows the sandbox before its DNS is sent there (and
+      // forgets what it learned for rules that changed or went).
+      if (wild || old?.wild) entry.dnat = (await this.tellForwarder(id, entry)) && !!wild && !policy.capped;
+      // Other `*.` rules than before: what the old ones let in goes.
+      const flush = old?.wild && wild && JSON.stringify(old.wild) !== JSON.stringify(wild) ? wildcardFlushScript(this.t, keyOf(id)) : [];
+      await this.script([...this.applyScript(id, entry, resolved), ...flush, ...this.meterScript(id, policy.remainingBytes)]);
       this.entries.set(id, entry);
     });
     this.opts.log?.info({ id, ip: policy.ip, rules: policy.egress?.length ?? 0, capped: policy.capped }, "egress policy applied");
@@ -201,6 +241,7 @@ export class SandboxFirewall {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.session.close();
+    this.forwarder?.close();
   }
 
   // --- internals ----------------------------------------------------------
@@ -219,13 +260,17 @@ export class SandboxFirewall {
       const netPorts = [...e.policy.netPorts, ...resolved.netPorts];
       for (const n of nets) rules.push(`ip daddr ${n} return`);
       for (const np of netPorts) rules.push(`meta l4proto { tcp, udp } ip daddr ${np.net} th dport ${np.port} return`);
+      if (e.wild) rules.push(...wildcardEgressRules(k));
       rules.push("drop");
     }
     const taps = [tapName(id), fallbackTapName(id)];
+    const wild = wildcardApplyScript(t, k, e.ip, { wild: e.wild !== undefined, dnat: e.dnat });
     return [
+      ...wild.before,
       `add chain ip ${t} e_${k}`,
       `flush chain ip ${t} e_${k}`,
       ...rules.map((r) => `add rule ip ${t} e_${k} ${r}`),
+      ...wild.after,
       `add counter ip ${t} o_${k}`,
       `add counter ip ${t} i_${k}`,
       `add chain ip ${t} m_${k}`,
@@ -283,11 +328,39 @@ export class SandboxFirewall {
       `delete counter ip ${t} o_${k}`,
       `delete counter ip ${t} i_${k}`,
       `delete quota ip ${t} q_${k}`,
+      ...wildcardRemoveScript(t, k, ip),
     ];
     const all = await this.nft(lines.join("\n") + "\n");
     // Partly present (an earlier failure): remove what is there, one by one.
     if (all.code !== 0) for (const l of lines) await this.nft(l + "\n");
+    const hadWild = this.entries.get(id)?.wild !== undefined;
     this.entries.delete(id);
+    if (hadWild) await this.tellForwarder();
+  }
+
+  /** The forwarder's view of sandbox `id`'s `*.` rules (none: undefined). */
+  private wildcardClient(id: string, p: EgressPolicy): WildcardClient | undefined {
+    if (!this.forwarder || p.allowAll) return undefined;
+    const { suffixes, portSuffixes } = wildcardsOf(p);
+    if (suffixes.length === 0 && portSuffixes.length === 0) return undefined;
+    const k = keyOf(id);
+    return { set: `w_${k}`, portSet: `wp_${k}`, suffixes, portSuffixes };
+  }
+
+  /**
+   * Sends the forwarder every sandbox's `*.` rules, with `entry` as `id`'s
+   * when given; true once it has them. A forwarder that cannot run leaves
+   * those sandboxes' DNS undiverted (their subdomains stay blocked).
+   */
+  private async tellForwarder(id?: string, entry?: Entry): Promise<boolean> {
+    if (!this.forwarder) return false;
+    const clients: WildcardClients = {};
+    // Capped sandboxes are left out: their DNS must not pass either.
+    for (const [eid, e] of this.entries) if (e.wild && !e.capped && eid !== id) clients[e.ip] = e.wild;
+    if (entry?.wild && !entry.capped) clients[entry.ip] = entry.wild;
+    const ok = await this.forwarder.setClients(clients);
+    if (!ok) this.opts.log?.warn({ id }, "dns forwarder unavailable: *.host rules allow only the host and www");
+    return ok;
   }
 
   /** Looks up the host rules of `p` (with the guests' resolvers); unresolvable names allow nothing. */
