@@ -34,6 +34,7 @@
  */
 import { Resolver } from "node:dns/promises";
 import { RuntimeError } from "../errors.js";
+import type { NetworkPolicy, NetworkUsage } from "../runtime.js";
 import { cidrInfo } from "./cidr.js";
 import { DnsForwarder } from "./dns-forwarder.js";
 import { compileEgress, namesToResolve, wildcardsOf, type EgressPolicy } from "./egress-policy.js";
@@ -42,24 +43,6 @@ import { NftSession } from "./nft-session.js";
 import { fallbackTapName, tapName } from "./tap-name.js";
 import type { WildcardClient, WildcardClients } from "./wildcard-learner.js";
 import { wildcardApplyScript, wildcardEgressRules, wildcardFlushScript, wildcardRemoveScript, wildcardTableScript } from "./wildcard-nft.js";
-
-/** What the firewall enforces for one sandbox. */
-export interface SandboxNetworkPolicy {
-  /** The sandbox's IPv4 address. */
-  ip: string;
-  /** Allowlist entries as stored (null/empty/`*` = allow all). */
-  egress: readonly string[] | null;
-  /** Bandwidth used up: drop every connection the sandbox opens. */
-  capped: boolean;
-  /** Egress bytes left (absent: unmetered): the kernel drops what goes past them. */
-  remainingBytes?: number;
-}
-
-/** Bytes counted since the previous read. */
-export interface NetworkUsage {
-  egressBytes: number;
-  ingressBytes: number;
-}
 
 export interface SandboxFirewallOptions {
   netns: string;
@@ -176,7 +159,7 @@ export class SandboxFirewall {
   }
 
   /** Installs or replaces the rules of sandbox `id`; resolves its host rules first. */
-  async apply(id: string, policy: SandboxNetworkPolicy): Promise<void> {
+  async apply(id: string, policy: NetworkPolicy): Promise<void> {
     const compiled = compileEgress(policy.egress);
     const resolved = await this.resolveFor(compiled);
     await this.serial(async () => {
