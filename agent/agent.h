@@ -34,7 +34,6 @@ struct agent {
     int64_t idle_until_ms; /* virtio port without a host: don't poll it until then */
     int64_t retry_at_ms;
     struct buf in, out;
-    int64_t in_progress_ms; /* last time bytes arrived */
     int64_t partial_since;  /* when the incomplete frame at in[0] was first seen; 0: none */
     int have_session;
     uint8_t nonce[HP_NONCE_SIZE];

@@ -207,7 +207,6 @@ void conn_readable(struct agent *a) {
         conn_drop(a, "out of memory");
         return;
     }
-    a->in_progress_ms = now_ms();
     parse_frames(a);
 }
 
@@ -236,17 +235,19 @@ static size_t find_hello(const struct agent *a) {
 
 /*
  * A host that went away mid-frame leaves an incomplete frame behind (the
- * console gives no disconnect signal). Once a partial frame is older than
- * HP_STALL_MS, drop it when its bytes stopped coming, or when a new host's
- * HELLO shows up inside it (the new host keeps repeating HELLO, so bytes
- * never stop). A slow but live frame is left alone.
+ * port gives no disconnect signal). Once a partial frame is older than
+ * HP_STALL_MS and a new host's HELLO shows up inside it (a new host keeps
+ * repeating HELLO until answered), drop it and resync on that HELLO.
+ * A frame whose bytes merely stopped for a while is left alone: a host (or
+ * a QEMU) starved of CPU can pause mid-frame for longer than HP_STALL_MS,
+ * and dropping the frame then lost file data silently.
  */
 void conn_tick(struct agent *a) {
     if (a->fd < 0 || !a->partial_since) return;
     int64_t now = now_ms();
     if (now - a->partial_since < HP_STALL_MS) return;
     size_t hello = find_hello(a);
-    if (!hello && now - a->in_progress_ms < HP_STALL_MS) return;
+    if (!hello) return;
     log_line("warn", "abandoned partial frame (%zu bytes buffered): resync", a->in.len);
     a->partial_since = 0;
     skip_to_magic(a, hello ? hello : 1);

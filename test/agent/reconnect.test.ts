@@ -23,6 +23,7 @@ import {
   HP_MAGIC,
   HP_MAX_PAYLOAD,
   HP_PING,
+  HP_PONG,
   HP_STDIN,
   HP_STDIN_EOF,
   HP_TCP_DATA,
@@ -71,6 +72,27 @@ describe("hutch-agent reconnects", () => {
     const client = await AgentClient.fromSocket(sock, { timeoutMs: 5000 });
     assert.ok(Date.now() - start < 3000);
     assert.equal((await run(client, { cmd: "echo", args: ["synced"] })).stdout, "synced\n");
+    client.close();
+  });
+
+  it("keeps a frame whose bytes pause mid-way for longer than its stall time (a starved host)", async () => {
+    const sock = await h.nextSocket();
+    const client = await AgentClient.fromSocket(sock, { timeoutMs: 5000 });
+    const token = randomBytes(8);
+    const pongs: Buffer[] = [];
+    const dec = new FrameDecoder();
+    sock.on("data", (c: Buffer) => {
+      for (const f of dec.push(c)) if (f.channel === 4343 && f.type === HP_PONG) pongs.push(f.payload);
+    });
+    // One PING split in two with a pause past HP_STALL_MS (500 ms) between
+    // the parts: it used to be dropped as a vanished host's leftover (and a
+    // FILE_DATA frame with it, silently shortening a file).
+    const ping = encodeFrame(HP_PING, 4343, token);
+    sock.write(ping.subarray(0, HP_HEADER_SIZE + 3)); // the header and part of the payload
+    await sleep(1200);
+    sock.write(ping.subarray(HP_HEADER_SIZE + 3));
+    await client.ping(3000);
+    assert.deepEqual(pongs, [token]);
     client.close();
   });
 
