@@ -8,6 +8,7 @@ import type { ChildProcess } from "node:child_process";
 import { readdir, rm } from "node:fs/promises";
 import os from "node:os";
 import type { Duplex, Readable } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
 import { AgentClient } from "../agent/agent-client.js";
 import { RuntimeError } from "../errors.js";
 import { detectAccel, memBudgetMib, type Accel } from "../host-info.js";
@@ -105,6 +106,8 @@ interface Vm {
 }
 
 const POLL_MS = 500;
+/** After the agent channel breaks, how long a dying VMM's exit may take to be the reason reported. */
+const AGENT_LOSS_GRACE_MS = 300;
 
 /** Runs sandboxes as QEMU microVMs. */
 export class QemuRuntime implements Runtime {
@@ -509,9 +512,12 @@ export class QemuRuntime implements Runtime {
    * A close of ours (pause, destroy, shutdown) resolves without a reason.
    */
   private watchAgent(vm: Vm): void {
-    void vm.agent.closed.then((reason) => {
+    void vm.agent.closed.then(async (reason) => {
       if (reason === undefined || vm.stopping || this.vms.get(vm.id) !== vm) return;
-      void this.gone(vm, `agent channel lost: ${reason.message}`);
+      // A VMM that died closes the channel too: let its exit be the reason.
+      await sleep(AGENT_LOSS_GRACE_MS);
+      if (vm.stopping || this.vms.get(vm.id) !== vm) return;
+      void this.gone(vm, (await isAlive(vm.pid)) ? `agent channel lost: ${reason.message}` : "VMM gone");
     });
   }
 
