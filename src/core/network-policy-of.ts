@@ -13,15 +13,15 @@ export function isCapped(rec: Pick<SandboxRecord, "bandwidthQuotaBytes" | "bandw
   return rec.bandwidthQuotaBytes !== UNMETERED && rec.bandwidthUsedBytes >= rec.bandwidthQuotaBytes;
 }
 
+/** Egress bytes left of a metered sandbox's quota; undefined when unmetered. */
+function remainingBytes(rec: Pick<SandboxRecord, "bandwidthQuotaBytes" | "bandwidthUsedBytes">): number | undefined {
+  return rec.bandwidthQuotaBytes === UNMETERED ? undefined : Math.max(0, rec.bandwidthQuotaBytes - rec.bandwidthUsedBytes);
+}
+
 /** What `Runtime.setNetworkPolicy` should enforce for `rec`. */
 export function networkPolicyOf(rec: SandboxRecord): NetworkPolicy {
-  const quota = rec.bandwidthQuotaBytes;
-  return {
-    ip: rec.ip,
-    egress: rec.egress,
-    capped: isCapped(rec),
-    ...(quota === UNMETERED ? {} : { remainingBytes: Math.max(0, quota - rec.bandwidthUsedBytes) }),
-  };
+  const remaining = remainingBytes(rec);
+  return { ip: rec.ip, egress: rec.egress, capped: isCapped(rec), ...(remaining === undefined ? {} : { remainingBytes: remaining }) };
 }
 
 /** Body of GET /v1/sandboxes/{id}/bandwidth. */
@@ -32,7 +32,7 @@ export function bandwidthOf(rec: SandboxRecord) {
     quota_bytes: quota,
     used_bytes: rec.bandwidthUsedBytes,
     ingress_bytes: rec.bandwidthIngressBytes,
-    remaining_bytes: quota === UNMETERED ? UNMETERED : Math.max(0, quota - rec.bandwidthUsedBytes),
+    remaining_bytes: remainingBytes(rec) ?? UNMETERED,
     capped: isCapped(rec),
   };
 }
