@@ -5,9 +5,10 @@
  * received in time (`clientErrorHandler`). Fastify's defaults answer these
  * with its own `{error, message, statusCode}` shape.
  */
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
+import { responseHead } from "../upgrade/upgrade-response.js";
 import { sendError, sendFail } from "./error-handler.js";
 
 /** Fastify's router limit on one path parameter (its default, stated here so messages can name it). */
@@ -84,8 +85,7 @@ export function onClientError(err: NodeJS.ErrnoException, socket: Socket): void 
     const { status, data } = parserFailure(err.code);
     const body = JSON.stringify({ status: "fail", data });
     socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      responseHead(status, { "Content-Type": "application/json; charset=utf-8", "Content-Length": String(Buffer.byteLength(body)), Connection: "close" }) + body,
     );
   }
   socket.destroy();

@@ -9,7 +9,8 @@ import { AppError } from "../../core/errors.js";
 
 const GENERIC: Record<number, string> = { 500: "internal error", 502: "bad gateway", 503: "service unavailable" };
 
-function head(status: number, headers: Record<string, string>): string {
+/** An HTTP/1.1 status line and headers, for answers written straight to a socket. */
+export function responseHead(status: number, headers: Record<string, string>): string {
   const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Unknown"}`];
   for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
   return `${lines.join("\r\n")}\r\n\r\n`;
@@ -33,7 +34,7 @@ export function sendJson(socket: Duplex, status: number, body: unknown, requestI
   socket.end(
     Buffer.concat([
       Buffer.from(
-        head(status, {
+        responseHead(status, {
           "Content-Type": "application/json; charset=utf-8",
           "Content-Length": String(json.length),
           "x-request-id": requestId,
@@ -61,5 +62,5 @@ export function sendFailure(socket: Duplex, err: unknown, requestId: string): nu
 
 /** Writes the 101 answer; from then on the socket carries the new protocol. */
 export function sendSwitching(socket: Duplex, protocol: string, requestId: string): void {
-  socket.write(head(101, { Connection: "Upgrade", Upgrade: protocol, "x-request-id": requestId }));
+  socket.write(responseHead(101, { Connection: "Upgrade", Upgrade: protocol, "x-request-id": requestId }));
 }
