@@ -9,22 +9,17 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import type { AgentClient } from "../../src/runtime/agent/agent-client.js";
 import type { ShellSession } from "../../src/runtime/runtime.js";
+import { Screen } from "../support/upgrade-client.js";
 import { AgentHarness } from "./agent-harness.js";
 
 /** Collects a session's output and waits for a pattern in it. */
-class Screen {
-  text = "";
+/** A shell's screen, with typing; waits default to 10 s. */
+class ShellScreen extends Screen {
   constructor(readonly s: ShellSession) {
-    s.stream.on("data", (c: Buffer) => (this.text += c.toString("utf8")));
+    super(s.stream);
   }
-  async waitFor(re: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = this.text.match(re);
-      if (m) return m;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; screen:\n${this.text.slice(-2000)}`);
-      await sleep(20);
-    }
+  override waitFor(re: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
+    return super.waitFor(re, timeoutMs);
   }
   type(line: string): void {
     this.s.stream.write(`${line}\n`);
@@ -55,7 +50,7 @@ describe("hutch-agent PTY", () => {
 
   it("runs a login shell on a terminal of the asked size, with TERM and the request env", async () => {
     const s = await client.openShell({ rows: 30, cols: 100, env: { HUTCH_T: "pty-ok" } });
-    const scr = new Screen(s);
+    const scr = new ShellScreen(s);
     // The marker is split so the echoed command line does not match it.
     scr.type('stty size; tty; echo "T=$TERM E=$HUTCH_T H=$HOME W=$(pwd)" "E""ND"');
     const m = await scr.waitFor(/(\d+) (\d+)\r?\n(\/dev\/pts\/\d+)\r?\nT=(\S+) E=(\S+) H=(\S+) W=(\S+) END/);
@@ -71,7 +66,7 @@ describe("hutch-agent PTY", () => {
 
   it("resizes: stty size shows the new size; the stream ends when the shell exits", async () => {
     const s = await client.openShell({ rows: 24, cols: 80 });
-    const scr = new Screen(s);
+    const scr = new ShellScreen(s);
     const ended = new Promise<void>((r) => s.stream.once("end", r));
     scr.type('stty size; echo "S""1"');
     await scr.waitFor(/24 80\r?\nS1/);
@@ -86,7 +81,7 @@ describe("hutch-agent PTY", () => {
 
   it("carries large output and input within the credit windows", async () => {
     const s = await client.openShell({ rows: 24, cols: 80 });
-    const scr = new Screen(s);
+    const scr = new ShellScreen(s);
     // 2 MiB of output through the terminal (beyond several credit windows).
     scr.type('head -c 2000000 /dev/zero | tr "\\0" x; echo; echo "B""IG"');
     await scr.waitFor(/BIG/, 30_000);
@@ -102,7 +97,7 @@ describe("hutch-agent PTY", () => {
 
   it("hangs up: destroying the stream ends the shell and its jobs", async () => {
     const s = await client.openShell({ rows: 24, cols: 80 });
-    const scr = new Screen(s);
+    const scr = new ShellScreen(s);
     scr.type('sleep 300 & echo "P=$$ J=$!" "E""ND"');
     const m = await scr.waitFor(/P=(\d+) J=(\d+) END/);
     const shell = Number(m[1]);
@@ -118,7 +113,7 @@ describe("hutch-agent PTY", () => {
 
   it("several shells at once stay separate", async () => {
     const sessions = await Promise.all([1, 2, 3].map((i) => client.openShell({ rows: 10 + i, cols: 40 + i })));
-    const screens = sessions.map((s) => new Screen(s));
+    const screens = sessions.map((s) => new ShellScreen(s));
     screens.forEach((scr) => scr.type('stty size; echo "D""ONE"'));
     for (const [i, scr] of screens.entries()) await scr.waitFor(new RegExp(`${11 + i} ${41 + i}\\r?\\nDONE`));
     screens.forEach((scr, i) => scr.type(`exit ${i + 10}`));
