@@ -16,6 +16,10 @@ import { restoreFromTemplate } from "../snapshot/template.js";
 import { TemplateManager } from "./template-manager.js";
 import { WarmPool, type WarmTarget } from "./warm-pool.js";
 import { writeSnapInfo } from "./vm-snap-info.js";
+import { PhaseTimer } from "../snapshot/phase-timer.js";
+import { performance } from "node:perf_hooks";
+
+const ms = (x: number) => Math.round(x * 10) / 10;
 
 export interface SnapshotOpsOptions {
   deps: SnapshotDeps;
@@ -84,8 +88,12 @@ export class SnapshotOps {
     if (warm) {
       try {
         if (warm.exited) throw new Error(warm.exited);
+        const timer = new PhaseTimer();
         await applyIdentity(warm.agent!, spec);
+        timer.lap("configure");
         await this.#recordSnap(warm);
+        timer.lap("snapinfo");
+        this.#phases("hand-over", spec.id, timer.phases, timer.totalMs());
         return { vm: warm, how: "pool" };
       } catch (err) {
         this.#d.log?.warn({ id: spec.id, err }, "warm VM hand-over failed; restoring instead");
@@ -97,8 +105,11 @@ export class SnapshotOps {
     const tpl = this.#templates?.get(spec);
     if (!tpl) return undefined;
     try {
-      const { vm } = await restoreFromTemplate(this.#d, tpl, spec, timeoutMs);
+      const t0 = performance.now();
+      const { vm, timings } = await restoreFromTemplate(this.#d, tpl, spec, timeoutMs);
+      const t1 = performance.now();
       await this.#recordSnap(vm);
+      this.#phases("restore", spec.id, { ...timings.phases, snapinfo: ms(performance.now() - t1) }, ms(performance.now() - t0));
       return { vm, how: "template" };
     } catch (err) {
       this.#d.log?.warn({ id: spec.id, err }, "template restore failed; cold booting");
@@ -108,8 +119,10 @@ export class SnapshotOps {
 
   /** Pauses `vm` to its directory (QEMU and tap gone). The VM runs on if it throws. */
   async pause(vm: SnapVm): Promise<void> {
-    await pauseToDisk(this.#d, vm);
+    const t0 = performance.now();
+    const { phases } = await pauseToDisk(this.#d, vm);
     await rm(path.join(vm.paths.dir, "snap.json"), { force: true });
+    this.#phases("pause", vm.id, phases, ms(performance.now() - t0));
   }
 
   /**
@@ -117,14 +130,23 @@ export class SnapshotOps {
    * resume gives it its own MAC and address). On failure the bundle is intact: retry.
    */
   async resume(id: string, spec: MachineSpec, timeoutMs: number): Promise<SnapVm> {
-    const { vm } = await resumeFromDisk(this.#d, id, spec, { timeoutMs });
+    const t0 = performance.now();
+    const { vm, timings } = await resumeFromDisk(this.#d, id, spec, { timeoutMs });
+    const t1 = performance.now();
     await this.#recordSnap(vm);
+    this.#phases("resume", id, { ...timings.phases, snapinfo: ms(performance.now() - t1) }, ms(performance.now() - t0));
     return vm;
   }
 
   /** Makes paused `childId` from paused `sourceId` (links and overlays only). */
   async fork(sourceId: string, childId: string): Promise<void> {
-    await forkPaused(this.#d, sourceId, childId);
+    const { phases, forkMs } = await forkPaused(this.#d, sourceId, childId);
+    this.#phases("fork", childId, phases, forkMs);
+  }
+
+  /** One debug line per operation: what each of its steps took (bench/snapshot-phases.ts reads them). */
+  #phases(op: string, id: string, phases: Record<string, number>, totalMs: number): void {
+    this.#d.log?.debug({ op, id, phases, totalMs }, "snapshot phases");
   }
 
   async #recordSnap(vm: SnapVm): Promise<void> {

@@ -15,11 +15,12 @@ import { sandboxesDir, type VmPaths } from "./vm-paths.js";
  * it: the VM outlives the server. The returned child reports its exit while
  * this server runs. `env` replaces the server's environment (a jailed VMM
  * gets only PATH: no secret of the server is readable in its /proc/<pid>/environ).
+ * `fds` are inherited as fd 3, 4, … (e.g. a migration stream QEMU reads as `fd:3`).
  */
-export function spawnDetached(argv: string[], cwd: string, logFile: string, env?: NodeJS.ProcessEnv): ChildProcess {
+export function spawnDetached(argv: string[], cwd: string, logFile: string, env?: NodeJS.ProcessEnv, fds: number[] = []): ChildProcess {
   const fd = openSync(logFile, "a", 0o600);
   try {
-    const child = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: ["ignore", fd, fd], ...(env ? { env } : {}) });
+    const child = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: ["ignore", fd, fd, ...fds], ...(env ? { env } : {}) });
     child.unref();
     return child;
   } finally {

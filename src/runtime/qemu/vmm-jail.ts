@@ -12,10 +12,13 @@
  * - under rlimits (open files, processes, no core dumps) and in a cgroup of
  *   its own (memory = guest RAM + overhead, pids, CPU quota).
  *
- * The jail is set up by a root shell inside the mount namespace that
- * `ip netns exec` creates (private, slave to the host's): it joins the
- * cgroups, mounts the tmpfs and the binds, then execs prlimit → chroot →
- * setpriv → QEMU, so the spawned pid is QEMU's. The mounts vanish with the
+ * The jail is set up by `hutch-jailer` (jailer/jailer.c, built at start-up
+ * like the agent), one process that joins the cgroups, enters the netns, a
+ * mount namespace of its own (slave to the host's), mounts the tmpfs and the
+ * binds, sets rlimits, chroots, drops to the uid and execs QEMU, so the
+ * spawned pid is QEMU's. Without it (no compiler), the same is done by a
+ * root shell inside the mount namespace that `ip netns exec` creates,
+ * then prlimit → chroot → setpriv → QEMU (slower: a dozen execs). The mounts vanish with the
  * process. What stays on the host per running VM: a record and an fstab in
  * `<dataDir>/jail/` (root only) and its cgroups; `release` removes them
  * once the VMM is gone, `reconcile` removes those of a previous server.
@@ -27,6 +30,7 @@ import type { Accel } from "../host-info.js";
 import type { RuntimeLogger } from "./runtime-logger.js";
 import { removeCgroups, VmmCgroups, type CgroupLimits } from "./vmm-cgroups.js";
 import { jailArgv, jailFstab, mergedUsrLinks } from "./vmm-jail-argv.js";
+import { buildJailer } from "./vmm-jailer.js";
 
 /** First id of the reserved range: the shared VMM gid; uids are base + 1, base + 2, … */
 export const VMM_ID_BASE = 2_000_000;
@@ -46,6 +50,8 @@ export interface VmmJailOptions {
   nofile?: number;
   /** RLIMIT_NPROC of the VMM's uid and its pids.max: threads count (default 512). */
   nproc?: number;
+  /** The `hutch-jailer` binary; default: built from the repo's jailer/ (`make`); false: the shell chain. */
+  jailer?: string | false;
 }
 
 /** What one VMM launch needs exposed. */
@@ -103,6 +109,7 @@ export class VmmJail {
     private readonly opts: VmmJailOptions,
     private readonly cgroups: VmmCgroups | undefined,
     private readonly links: string[],
+    private readonly jailer: string | undefined,
   ) {
     this.dir = path.join(path.resolve(opts.dataDir), "jail");
     this.root = path.join(this.dir, "root");
@@ -115,8 +122,9 @@ export class VmmJail {
     await chmod(dir, 0o700);
     const cgroups = opts.cgroups === false ? undefined : await VmmCgroups.detect(`hutch-${opts.netns}`, opts.log);
     const links = await mergedUsrLinks();
-    opts.log.info({ uids: `${VMM_ID_BASE + 1}+`, cgroups: cgroups !== undefined }, "VMM jail on");
-    return new VmmJail(opts, cgroups, links);
+    const jailer = opts.jailer === false ? undefined : (opts.jailer ?? (await buildJailer(opts.log)));
+    opts.log.info({ uids: `${VMM_ID_BASE + 1}+`, cgroups: cgroups !== undefined, jailer: jailer ?? "shell chain" }, "VMM jail on");
+    return new VmmJail(opts, cgroups, links, jailer);
   }
 
   /**
@@ -150,7 +158,7 @@ export class VmmJail {
       this.leases.set(spec.id, token);
       const prefix = jailArgv({
         root: this.root, fstab, links: this.links, uid, gid: this.gid, accel: spec.accel, cgroups: rec.cgroups,
-        nofile: this.opts.nofile ?? 1024, nproc: this.opts.nproc ?? 512,
+        nofile: this.opts.nofile ?? 1024, nproc: this.opts.nproc ?? 512, ...(this.jailer ? { jailer: this.jailer } : {}),
       });
       return {
         id: spec.id,

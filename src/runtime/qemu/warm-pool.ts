@@ -1,15 +1,15 @@
 /**
  * The warm pool: a few VMs per (rootfs, shape) already restored from their
- * template and warmed up, so a create only hands one over (MAC + CONFIGURE,
- * ~50 ms once the guest ran those code paths) instead of restoring (~300 ms+
+ * template and warmed up, so a create only hands one over (one CONFIGURE,
+ * ~20 ms once the guest ran its code paths) instead of restoring (~500 ms+
  * under TCG).
  *
  * A pool VM lives in `sandboxes/<id>/` under a fresh sandbox id that becomes
  * the sandbox's id when claimed (its directory, tap and QEMU argv all derive
  * from the id, so nothing is renamed at hand-over). Right after its restore
- * it got a neutral identity (link-local address, its own MAC): the guest has
- * then run CONFIGURE and `ip link` once, so their code is translated when a
- * real identity comes. Pool VMs are not in the database: a restarted server's
+ * it got a neutral identity (link-local address, its own MAC), then a
+ * second one over it, and ran one exec: the guest has run a CONFIGURE that
+ * replaces an identity, so its code is translated when the real one comes. Pool VMs are not in the database: a restarted server's
  * reconcile kills those of the previous one, and the pool refills.
  */
 import { randomBytes } from "node:crypto";
@@ -18,6 +18,7 @@ import { ulid } from "ulid";
 import type { MachineShape, MachineSpec } from "../runtime.js";
 import { snapPaths } from "../snapshot/snapshot-paths.js";
 import { stopVm, type SnapshotDeps, type SnapVm } from "../snapshot/snapshot-vm.js";
+import { applyIdentity } from "../snapshot/guest-identity.js";
 import { restoreFromTemplate } from "../snapshot/template.js";
 import { TemplateManager } from "./template-manager.js";
 
@@ -121,9 +122,14 @@ export class WarmPool {
         if (!this.opts.hasRoom(t.shape.memMib)) return;
         try {
           const { vm, timings } = await restoreFromTemplate(this.d, tpl, neutralSpec(t.shape));
-          // Run an exec once: under TCG a code path's first run is translated
-          // (~150 ms for exec's fork/execve), which the user's first exec
-          // would otherwise pay.
+          // Rehearse the hand-over: a second throwaway identity replaces the
+          // first one the way the user's will replace it (another address,
+          // MAC and hostname over existing ones: code paths the first
+          // CONFIGURE did not run). Under TCG a path's first run is
+          // translated: ~55 → ~20 ms for the hand-over's CONFIGURE.
+          await applyIdentity(vm.agent!, { ...neutralSpec(t.shape), name: "warm-rehearsal" });
+          // Run an exec once, for the same reason (~150 ms for exec's
+          // fork/execve), which the user's first exec would otherwise pay.
           await vm.agent!.exec({ cmd: "true", args: [] }, { onStdout: () => {}, onStderr: () => {} }).catch(() => {});
           if (this.#closed) {
             await this.#discard(vm);

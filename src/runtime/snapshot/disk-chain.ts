@@ -11,6 +11,8 @@
  * bottom layer names the template's disk by absolute path (templates outlive
  * their clones).
  */
+import { open, readFile, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
 import { runCommand } from "../network/run-command.js";
 
 /** One image of a chain, top first. */
@@ -21,9 +23,50 @@ export interface ChainLink {
   actualSize: number;
 }
 
+/**
+ * Empty overlays made before, by (backing format, backing name, virtual
+ * size): an empty qcow2 overlay's bytes depend on nothing else (no
+ * timestamp, no id), so the next one with the same three is a copy of those
+ * bytes (~0.3 ms) instead of a `qemu-img create` process (40–200 ms here).
+ */
+const prototypes = new Map<string, Buffer>();
+const MAX_PROTOTYPES = 32;
+
 /** Creates a qcow2 overlay `file` on `backing` (absolute, or relative to `file`'s directory). */
 export async function createOverlay(file: string, backing: string, backingFormat: "raw" | "qcow2"): Promise<void> {
+  const size = await virtualSize(path.resolve(path.dirname(file), backing), backingFormat);
+  const key = size === undefined ? undefined : `${backingFormat}\0${backing}\0${size}`;
+  const proto = key === undefined ? undefined : prototypes.get(key);
+  if (proto) {
+    await writeFile(file, proto);
+    return;
+  }
   await runCommand("qemu-img", ["create", "-q", "-f", "qcow2", "-F", backingFormat, "-b", backing, file]);
+  if (key === undefined) return;
+  const bytes = await readFile(file);
+  // Only a plausible empty overlay is kept (a few clusters).
+  if (bytes.length > 1024 * 1024 || bytes.readUInt32BE(0) !== QCOW2_MAGIC) return;
+  if (prototypes.size >= MAX_PROTOTYPES) prototypes.delete(prototypes.keys().next().value!);
+  prototypes.set(key, bytes);
+}
+
+const QCOW2_MAGIC = 0x514649fb;
+
+/** Guest-visible size of a disk image: a raw file's length, a qcow2 header's size field; undefined when unreadable. */
+async function virtualSize(file: string, format: "raw" | "qcow2"): Promise<bigint | undefined> {
+  try {
+    if (format === "raw") return BigInt((await stat(file)).size);
+    const fh = await open(file, "r");
+    try {
+      const b = Buffer.alloc(32);
+      const { bytesRead } = await fh.read(b, 0, 32, 0);
+      return bytesRead === 32 && b.readUInt32BE(0) === QCOW2_MAGIC ? b.readBigUInt64BE(24) : undefined;
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return undefined;
+  }
 }
 
 /** The backing chain of `file`, top first. */

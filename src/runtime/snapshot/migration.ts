@@ -30,10 +30,13 @@ export async function setIgnoreShared(qmp: QmpClient, on: boolean): Promise<void
   });
 }
 
-/** Polls `query-migrate` until completed; rejects on failed/cancelled or after `timeoutMs`. */
-export async function waitMigration(qmp: QmpClient, timeoutMs: number, what: string): Promise<MigrateInfo> {
+/**
+ * Polls `query-migrate` until completed (every 1, 2, 4… ms, at most `maxDelayMs`);
+ * rejects on failed/cancelled or after `timeoutMs`.
+ */
+export async function waitMigration(qmp: QmpClient, timeoutMs: number, what: string, maxDelayMs = 25): Promise<MigrateInfo> {
   const deadline = Date.now() + timeoutMs;
-  let delay = 2;
+  let delay = 1;
   for (;;) {
     const info = await qmp.execute<MigrateInfo>("query-migrate");
     if (info.status === "completed") return info;
@@ -42,7 +45,7 @@ export async function waitMigration(qmp: QmpClient, timeoutMs: number, what: str
     }
     if (Date.now() >= deadline) throw new Error(`${what}: migration not done in ${timeoutMs} ms (status ${info.status})`);
     await sleep(delay);
-    delay = Math.min(delay * 2, 25);
+    delay = Math.min(delay * 2, maxDelayMs);
   }
 }
 
@@ -62,9 +65,11 @@ export async function saveState(qmp: QmpClient, file: string, ignoreShared: bool
 /**
  * Loads `file` into a VM started with `-incoming defer` (its capabilities
  * must match the ones the file was saved with). The VM stays paused: `cont` it.
+ * `uri` is where QEMU reads it from when not `exec:cat file` (e.g. `fd:3`,
+ * the file inherited open: see LaunchInput.incomingFrom).
  */
-export async function loadState(qmp: QmpClient, file: string, ignoreShared: boolean, timeoutMs = 60_000): Promise<void> {
+export async function loadState(qmp: QmpClient, file: string, ignoreShared: boolean, timeoutMs = 60_000, uri?: string): Promise<void> {
   await setIgnoreShared(qmp, ignoreShared);
-  await qmp.execute("migrate-incoming", { uri: `exec:cat ${shQuote(file)}` });
-  await waitMigration(qmp, timeoutMs, "load");
+  await qmp.execute("migrate-incoming", { uri: uri ?? `exec:cat ${shQuote(file)}` });
+  await waitMigration(qmp, timeoutMs, "load", 5);
 }

@@ -19,6 +19,7 @@ import { AgentClient } from "../agent/agent-client.js";
 import { readVmMeta, writeVmMeta } from "../qemu/vm-meta.js";
 import { applyIdentity, type GuestIdentity } from "./guest-identity.js";
 import { loadState, saveState } from "./migration.js";
+import { PhaseTimer } from "./phase-timer.js";
 import { readBundle, writeBundle, BUNDLE_VERSION, type BundleMem, type PausedBundle } from "./paused-bundle.js";
 import type { RamBacking } from "./snapshot-args.js";
 import { snapPaths } from "./snapshot-paths.js";
@@ -28,6 +29,8 @@ export interface PauseResult {
   bundle: PausedBundle;
   /** `stop` to QEMU gone (ms). */
   pauseMs: number;
+  /** Each step's own duration (PhaseTimer). */
+  phases: Record<string, number>;
 }
 
 /**
@@ -39,9 +42,11 @@ export interface PauseResult {
 export async function pauseToDisk(d: SnapshotDeps, vm: SnapVm): Promise<PauseResult> {
   const p = snapPaths(d.dataDir, vm.id);
   const t0 = Date.now();
+  const timer = new PhaseTimer();
   const mem: BundleMem = vm.ram.file === undefined || !vm.ram.share ? "stream" : "owned";
   if (mem === "owned" && vm.ram.file !== p.mem) throw new Error(`VM ${vm.id} maps ${vm.ram.file} shared: only its own ${p.mem} may be`);
   await vm.qmp.execute("stop");
+  timer.lap("stop");
   const tmp = `${p.state}.tmp`;
   try {
     await saveState(vm.qmp, tmp, mem === "owned");
@@ -50,7 +55,18 @@ export async function pauseToDisk(d: SnapshotDeps, vm: SnapVm): Promise<PauseRes
     await vm.qmp.execute("cont").catch(() => {});
     throw await withTail(p, `pause of ${vm.id}: ${(err as Error).message}`, err);
   }
-  await rename(tmp, p.state);
+  // Up to bundle.json nothing is paused yet: a failure (the disk filling
+  // up) removes what was written and the guest runs on, as after a failed stream.
+  const undo = async (err: unknown): Promise<never> => {
+    await rm(tmp, { force: true });
+    await rm(p.state, { force: true });
+    await rm(p.bundle, { force: true });
+    await rm(`${p.bundle}.tmp`, { force: true });
+    await vm.qmp.execute("cont").catch(() => {});
+    throw await withTail(p, `pause of ${vm.id}: ${(err as Error).message}`, err);
+  };
+  await rename(tmp, p.state).catch(undo);
+  timer.lap("save");
   const bundle: PausedBundle = {
     version: BUNDLE_VERSION,
     id: vm.id,
@@ -62,17 +78,20 @@ export async function pauseToDisk(d: SnapshotDeps, vm: SnapVm): Promise<PauseRes
     disk: { file: path.relative(p.dir, vm.disk.file), format: vm.disk.format },
     ...(vm.template ? { template: vm.template } : {}),
     pausedAt: new Date().toISOString(),
-    stateBytes: (await stat(p.state)).size,
+    stateBytes: (await stat(p.state).catch(undo)).size,
   };
   // bundle.json before quit: from here a crash leaves a complete pause (the
   // guest is stopped, nothing changes `mem`), and a QEMU found alive next to
   // a bundle is simply killed.
-  await writeBundle(p.bundle, bundle);
+  await writeBundle(p.bundle, bundle).catch(undo);
+  timer.lap("bundle");
   await stopVm(vm);
+  timer.lap("quit");
   // A private mapping of a fork's frozen RAM is no longer needed: it is all in the stream.
   if (mem === "stream") await rm(p.memBase, { force: true });
   await d.network.deleteTap(vm.tap).catch(() => {});
-  return { bundle, pauseMs: Date.now() - t0 };
+  timer.lap("tap");
+  return { bundle, pauseMs: Date.now() - t0, phases: timer.phases };
 }
 
 export interface ResumeTimings {
@@ -81,6 +100,8 @@ export interface ResumeTimings {
   agentMs: number;
   /** Identity re-applied (clock, RNG seed; MAC when asked): usable. */
   readyMs: number;
+  /** Each step's own duration (PhaseTimer), for the debug log and benches. */
+  phases: Record<string, number>;
 }
 
 export interface ResumeOptions {
@@ -112,6 +133,7 @@ export async function resumeFromDisk(
   if (!b) throw new Error(`VM ${id} has no paused bundle`);
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const t0 = Date.now();
+  const timer = new PhaseTimer();
   let ram: RamBacking;
   if (b.mem === "owned") ram = { file: p.mem, share: true };
   else if (b.mem === "base") ram = { file: p.memBase, share: false };
@@ -126,32 +148,42 @@ export async function resumeFromDisk(
   }
   let vm: SnapVm | undefined;
   let consumed = false;
+  timer.lap("bundle");
   const tap = await d.network.createTap(id);
+  timer.lap("tap");
   try {
     // meta.json names the tap for QemuRuntime's cleanup (a fork's child has none yet).
     const meta = await readVmMeta(p.meta);
     await writeVmMeta(p.meta, { id, vcpu: b.vcpu, memMib: b.memMib, rootfs: b.rootfs, createdAt: meta?.createdAt ?? b.pausedAt, tap });
+    timer.lap("meta");
     vm = await launchVm(d, {
       id, paths: p, tap, mac: identity.net.mac, vcpu: b.vcpu, memMib: b.memMib, rootfs: b.rootfs, ram,
       disk: { file: path.join(p.dir, b.disk.file), format: b.disk.format }, incoming: true, paused: true,
-      ...(b.template ? { template: b.template } : {}),
+      ...(b.template ? { template: b.template } : {}), timer, incomingFrom: p.state,
     });
     const qmpMs = Date.now() - t0;
     const agent = AgentClient.connect(p.agent, { timeoutMs });
     agent.catch(() => {});
-    await loadState(vm.qmp, p.state, b.mem !== "stream", timeoutMs);
+    await loadState(vm.qmp, p.state, b.mem !== "stream", timeoutMs, vm.incomingUri);
+    timer.lap("load");
     await unlink(p.bundle);
     consumed = true;
     await vm.qmp.execute("cont");
+    timer.lap("cont");
     const loadedMs = Date.now() - t0;
     vm.agent = await agent;
+    timer.lap("hello");
     const agentMs = Date.now() - t0;
-    // The guest keeps its network settings across its own pause; a fork
-    // child still has its parent's until this first resume.
-    await applyIdentity(vm.agent, identity, { network: (b.guestIdentity ?? b.id) !== id });
+    // The guest keeps its network settings and hostname across its own
+    // pause (a sandbox's name never changes); a fork child still has its
+    // parent's until this first resume.
+    const other = (b.guestIdentity ?? b.id) !== id;
+    await applyIdentity(vm.agent, identity, { network: other, hostname: other });
+    timer.lap("configure");
     // The stream was loaded into `mem`: it is stale now, and big.
     if (b.mem === "stream") await rm(p.state, { force: true });
-    return { vm, timings: { qmpMs, loadedMs, agentMs, readyMs: Date.now() - t0 } };
+    timer.lap("cleanup");
+    return { vm, timings: { qmpMs, loadedMs, agentMs, readyMs: Date.now() - t0, phases: timer.phases } };
   } catch (err) {
     const e = await withTail(p, `resume of ${id}: ${(err as Error).message}`, err);
     if (vm && consumed && !vm.exited) {

@@ -4,7 +4,7 @@
  * connect QMP, watch the process.
  */
 import type { ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { closeSync, existsSync, openSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -16,6 +16,7 @@ import { QmpClient } from "../qemu/qmp-client.js";
 import type { RuntimeLogger } from "../qemu/runtime-logger.js";
 import type { VmPaths } from "../qemu/vm-paths.js";
 import { consoleTail, killAndWait, spawnDetached, waitGone } from "../qemu/vm-process.js";
+import type { PhaseTimer } from "./phase-timer.js";
 import { buildSnapshotArgs, type RamBacking } from "./snapshot-args.js";
 import { templatesDir } from "./snapshot-paths.js";
 import { jailSpecFor, type JailLease, type VmmJail } from "../qemu/vmm-jail.js";
@@ -54,6 +55,8 @@ export interface SnapVm {
   child: ChildProcess;
   /** Set when the process exited (why). */
   exited?: string;
+  /** `migrate-incoming` URI of the state it was started with (`LaunchInput.incomingFrom`). */
+  incomingUri?: string;
 }
 
 export interface LaunchInput {
@@ -70,6 +73,15 @@ export interface LaunchInput {
   /** `-S` (see SnapshotArgsInput.paused). */
   paused?: boolean;
   template?: string;
+  /** Laps "jail" (its setup), "spawn" (until QMP's socket exists), "qmp" (negotiated). */
+  timer?: PhaseTimer;
+  /**
+   * The state file to load (with `incoming`): QEMU inherits it open as fd 3
+   * and loads it from `fd:3` (SnapVm.incomingUri). Saves the `exec:cat`
+   * process QEMU would fork (tens of ms, more in a jail), and needs no
+   * access to the file from inside the jail.
+   */
+  incomingFrom?: string;
 }
 
 /**
@@ -100,12 +112,18 @@ export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_0
     id: i.id, dir: i.paths.dir, vcpu: i.vcpu, memMib: i.memMib, accel: d.accel, kernel: d.images.kernel(),
     rootfsPath: d.images.rootfs(i.rootfs).path, binary, shared: sharedDirs(d, i),
   })) : undefined;
+  i.timer?.lap("jail");
   let child: ChildProcess;
+  let stateFd: number | undefined;
   try {
-    child = spawnDetached([...(jail ? jail.prefix(d.network.execPrefix()) : d.network.execPrefix()), binary, ...args], i.paths.dir, i.paths.qemuLog, jail?.env);
+    if (i.incomingFrom !== undefined) stateFd = openSync(i.incomingFrom, "r");
+    child = spawnDetached([...(jail ? jail.prefix(d.network.execPrefix()) : d.network.execPrefix()), binary, ...args], i.paths.dir, i.paths.qemuLog, jail?.env, stateFd === undefined ? [] : [stateFd]);
   } catch (err) {
     await jail?.release();
     throw err;
+  } finally {
+    // QEMU has its own copy now.
+    if (stateFd !== undefined) closeSync(stateFd);
   }
   // The jail's cgroups go with the process, whoever stops it (pause, destroy, crash).
   if (jail) {
@@ -116,6 +134,7 @@ export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_0
   const vm: Omit<SnapVm, "qmp"> & { qmp?: QmpClient } = {
     id: i.id, pid: child.pid, paths: i.paths, tap: i.tap, vcpu: i.vcpu, memMib: i.memMib, rootfs: i.rootfs, ram: i.ram, disk: i.disk, child,
     ...(i.template ? { template: i.template } : {}),
+    ...(stateFd !== undefined ? { incomingUri: "fd:3" } : {}),
   };
   const gone = new AbortController();
   const onExit = (code: number | null, sig: NodeJS.Signals | null) => {
@@ -131,7 +150,9 @@ export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_0
     // QmpClient retries every 50 ms; a 5 ms poll for the socket first saves ~25 ms a start.
     const deadline = Date.now() + timeoutMs;
     while (!existsSync(i.paths.qmp) && Date.now() < deadline) await sleep(5, undefined, { signal: gone.signal });
+    i.timer?.lap("spawn");
     vm.qmp = await QmpClient.connect(i.paths.qmp, { timeoutMs: Math.max(deadline - Date.now(), 1), signal: gone.signal });
+    i.timer?.lap("qmp");
     return vm as SnapVm;
   } catch (err) {
     await killAndWait(child.pid, 0).catch(() => {});

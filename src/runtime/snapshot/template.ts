@@ -22,6 +22,7 @@ import { isVmmOf, killAndWait, readPidfile } from "../qemu/vm-process.js";
 import { createOverlay } from "./disk-chain.js";
 import { applyIdentity } from "./guest-identity.js";
 import { loadState, saveState } from "./migration.js";
+import { PhaseTimer } from "./phase-timer.js";
 import { snapPaths, templateKey, templatePaths, templatesDir, type TemplatePaths } from "./snapshot-paths.js";
 import { launchVm, stopVm, withTail, type SnapVm, type SnapshotDeps } from "./snapshot-vm.js";
 import { templateInputs } from "./template-inputs.js";
@@ -174,6 +175,8 @@ export interface RestoreTimings {
   agentMs: number;
   /** Identity applied (MAC + CONFIGURE): the sandbox is usable. */
   readyMs: number;
+  /** Each step's own duration (PhaseTimer), for the debug log and benches. */
+  phases: Record<string, number>;
 }
 
 /**
@@ -192,6 +195,7 @@ export async function restoreFromTemplate(
     throw new Error(`spec ${spec.rootfs}/${spec.vcpu}c/${spec.memMib}m does not match template ${m.key}`);
   }
   const t0 = Date.now();
+  const timer = new PhaseTimer();
   const paths = snapPaths(d.dataDir, spec.id);
   let vm: SnapVm | undefined;
   let tap: string | undefined;
@@ -204,23 +208,29 @@ export async function restoreFromTemplate(
     if (ov.status === "rejected") throw ov.reason;
     if (tp.status === "rejected") throw tp.reason;
     const prepMs = Date.now() - t0;
+    timer.lap("overlay+tap");
     await writeVmMeta(paths.meta, { id: spec.id, tap: tp.value, vcpu: spec.vcpu, memMib: spec.memMib, rootfs: spec.rootfs, createdAt: new Date().toISOString() });
+    timer.lap("meta");
     vm = await launchVm(d, {
       id: spec.id, paths, tap: tp.value, mac: spec.net.mac, vcpu: m.vcpu, memMib: m.memMib, rootfs: m.rootfs,
-      ram: { file: tpl.paths.mem, share: false }, disk: { file: paths.overlay, format: "qcow2" }, incoming: true, template: m.key,
+      ram: { file: tpl.paths.mem, share: false }, disk: { file: paths.overlay, format: "qcow2" }, incoming: true, template: m.key, timer, incomingFrom: tpl.paths.state,
     });
     const qmpMs = Date.now() - t0;
     // Dial the agent while the state loads: HELLO waits in the socket.
     const agent = AgentClient.connect(paths.agent, { timeoutMs });
     agent.catch(() => {});
-    await loadState(vm.qmp, tpl.paths.state, true, timeoutMs);
+    await loadState(vm.qmp, tpl.paths.state, true, timeoutMs, vm.incomingUri);
+    timer.lap("load");
     await ensureRunning(vm);
+    timer.lap("run");
     const loadedMs = Date.now() - t0;
     vm.agent = await agent;
+    timer.lap("hello");
     const agentMs = Date.now() - t0;
     await applyIdentity(vm.agent, spec);
+    timer.lap("configure");
     const readyMs = Date.now() - t0;
-    return { vm, timings: { prepMs, qmpMs, loadedMs, agentMs, readyMs } };
+    return { vm, timings: { prepMs, qmpMs, loadedMs, agentMs, readyMs, phases: timer.phases } };
   } catch (err) {
     const e = await withTail(paths, `restore of ${spec.id} from ${m.key}: ${(err as Error).message}`, err);
     if (vm) await stopVm(vm, 500).catch(() => {});

@@ -4,10 +4,12 @@
  * root (chown); cgroups are left out here (test/e2e/jail.test.ts has them).
  */
 import assert from "node:assert/strict";
-import { link, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { link, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { spawn } from "node:child_process";
 import { jailSpecFor, VMM_ID_BASE, VmmJail, type JailSpec } from "../../../src/runtime/qemu/vmm-jail.js";
+import { buildJailer } from "../../../src/runtime/qemu/vmm-jailer.js";
 
 const log = { debug() {}, info() {}, warn() {}, error() {} };
 const root = process.getuid?.() === 0;
@@ -26,7 +28,7 @@ describe("VmmJail", { skip: !root && "needs root (chown)" }, () => {
   before(async () => {
     dataDir = await mkdtemp("/tmp/hj-");
     for (const id of [A, B]) await mkdir(dirOf(id), { recursive: true, mode: 0o700 });
-    jail = await VmmJail.create({ dataDir, netns: "unit", log, cgroups: false });
+    jail = await VmmJail.create({ dataDir, netns: "unit", log, cgroups: false, jailer: false });
   });
   after(async () => {
     await rm(dataDir, { recursive: true, force: true });
@@ -69,6 +71,54 @@ describe("VmmJail", { skip: !root && "needs root (chown)" }, () => {
     await l.release();
   });
 
+  test("with hutch-jailer one process does it all and the program runs jailed with the same pid", async () => {
+    const bin = await buildJailer(log);
+    assert.ok(bin, "jailer/ builds");
+    const withJailer = await VmmJail.create({ dataDir, netns: "unit", log, cgroups: false, jailer: bin });
+    const l = await withJailer.prepare(spec(A, { readOnly: [] }));
+    const r = path.join(dataDir, "jail", "root");
+    const argv = l.prefix(["ip", "netns", "exec", "ns1"]);
+    assert.deepEqual(argv.slice(0, 5), [bin, "--netns", "ns1", "--root", r]);
+    assert.equal(argv.at(-1), "--");
+    // Run it for real, without a netns (any other prefix wraps the jailer), on a sleep.
+    const child = spawn(l.prefix([])[0]!, [...l.prefix([]).slice(1), "sleep", "5"], { env: l.env, stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    child.stderr!.on("data", (b: Buffer) => (err += b.toString()));
+    try {
+      let status = "";
+      for (let i = 0; i < 100 && !/^Uid:\s+[1-9]/m.test(status); i++) {
+        await new Promise((res) => setTimeout(res, 20));
+        assert.equal(child.exitCode, null, `jailer exited: ${err}`);
+        status = await readFile(`/proc/${child.pid}/status`, "utf8");
+      }
+      const field = (k: string) => new RegExp(`^${k}:[ \\t]*(.*)$`, "m").exec(status)?.[1]?.trim();
+      assert.deepEqual(field("Uid")!.split(/\s+/).map(Number), [l.uid, l.uid, l.uid, l.uid]);
+      assert.equal(field("Gid")!.split(/\s+/)[0], String(VMM_ID_BASE));
+      assert.equal(field("Groups"), "");
+      for (const k of ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]) assert.equal(BigInt(`0x${field(k)}`), 0n, k);
+      assert.equal(field("NoNewPrivs"), "1");
+      const limits = await readFile(`/proc/${child.pid}/limits`, "utf8");
+      assert.match(limits, /Max open files\s+1024\s+1024/);
+      assert.match(limits, /Max processes\s+512\s+512/);
+      assert.match(limits, /Max core file size\s+0\s+0/);
+      const seen = (await readdir(`/proc/${child.pid}/root`)).sort();
+      assert.ok(seen.includes("usr") && seen.includes("dev") && !seen.includes("etc") && !seen.includes("root"), seen.join(" "));
+      assert.deepEqual((await readdir(`/proc/${child.pid}/root/dev/net`)), ["tun"]);
+      assert.equal((await stat(`/proc/${child.pid}/root${dirOf(A)}`)).uid, l.uid, "its own directory is bound in");
+      assert.equal(await readlink(`/proc/${child.pid}/cwd`), r, "cwd: the jail's root");
+    } finally {
+      child.kill("SIGKILL");
+      await l.release();
+    }
+    // A failing step names itself on stderr.
+    const bad = spawn(bin, ["--root", "/nonexistent-hutch-root", "--fstab", "/dev/null", "--uid", "2000001", "--gid", "2000000", "--nofile", "64", "--nproc", "64", "--", "true"], { stdio: ["ignore", "ignore", "pipe"] });
+    let badErr = "";
+    bad.stderr!.on("data", (b: Buffer) => (badErr += b.toString()));
+    const code = await new Promise((res) => bad.once("exit", res));
+    assert.equal(code, 126);
+    assert.match(badErr, /^hutch-jailer: mount tmpfs on \/nonexistent-hutch-root: No such file or directory/);
+  });
+
   test("frozen files shared by forks and templates are root's, group-readable (RAM group-writable)", async () => {
     const tpl = path.join(dataDir, "templates", "t1");
     await mkdir(tpl, { recursive: true, mode: 0o700 });
@@ -102,7 +152,7 @@ describe("VmmJail", { skip: !root && "needs root (chown)" }, () => {
   });
 
   test("reconcile removes the jails of VMs that are gone, keeps live ones", async () => {
-    const other = await VmmJail.create({ dataDir, netns: "unit", log, cgroups: false }); // a previous server's
+    const other = await VmmJail.create({ dataDir, netns: "unit", log, cgroups: false, jailer: false }); // a previous server's
     await other.prepare(spec(A));
     await other.prepare(spec(B));
     await jail.reconcile(new Set([B]));

@@ -1,0 +1,29 @@
+/**
+ * The `hutch-jailer` binary (jailer/jailer.c): built from the repo's
+ * jailer/ directory with `make` when a jailed server starts, as the image
+ * store builds the agent (a no-op once built; gcc comes with scripts/setup.sh).
+ */
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { runCommand } from "../run-command.js";
+import type { RuntimeLogger } from "./runtime-logger.js";
+
+/** The repo's jailer/ (this file is src/runtime/qemu/ or dist/runtime/qemu/). */
+export const JAILER_DIR = path.resolve(fileURLToPath(import.meta.url), "../../../../jailer");
+
+/**
+ * Builds (if needed) and returns the jailer's path; undefined, with a
+ * warning, when it cannot be built: the jail then uses its shell chain.
+ */
+export async function buildJailer(log: RuntimeLogger, dir = JAILER_DIR): Promise<string | undefined> {
+  const bin = path.join(dir, "build", "hutch-jailer");
+  try {
+    await runCommand("make", ["-s", "-C", dir], { timeoutMs: 120_000 });
+    if (existsSync(bin)) return bin;
+    throw new Error(`${bin} missing after make`);
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, "hutch-jailer not built: VMM jails use the slower shell chain");
+    return undefined;
+  }
+}
