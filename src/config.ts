@@ -70,6 +70,31 @@ export interface Config {
    */
   userLimits: UserLimitsConfig;
   hostId: string;
+  /**
+   * HUTCH_MIN_FREE_MIB (default 256): free space the data dir keeps for
+   * guests' disks to grow into; a create, pause, fork, resume or template
+   * build that would leave less is refused (503) before it writes anything.
+   */
+  minFreeMib: number;
+  /**
+   * HUTCH_DISK_RESERVE_MIB (default 32; 0: none): a reserve file in the data
+   * dir, released when a VM's disk write finds the disk full, so the
+   * database still takes the status changes; put back once space returns.
+   */
+  diskReserveMib: number;
+  /**
+   * Guest agent liveness: HUTCH_AGENT_PING_INTERVAL_MS (default 10000; "0"
+   * or "off": no sweep), HUTCH_AGENT_PING_TIMEOUT_MS (default 5000),
+   * HUTCH_AGENT_PING_MISSES (default 3): a running VM whose agent misses that
+   * many pings in a row (and whose QEMU does not hold it stopped) fails.
+   */
+  agentLiveness: { intervalMs: number; timeoutMs: number; misses: number } | undefined;
+  /** HUTCH_CONSOLE_MAX_BYTES (default 1 MiB): a VM's console.log is rotated past it; at most twice that is kept. */
+  consoleMaxBytes: number;
+  /** HUTCH_EXEC_MAX_OUTPUT_BYTES (default 16 MiB): a buffered exec printing more is killed, its output truncated. */
+  execMaxOutputBytes: number;
+  /** HUTCH_EXEC_STREAM_BACKLOG_BYTES (default 8 MiB): a streaming exec whose client falls this far behind is killed. */
+  execStreamBacklogBytes: number;
 }
 
 /** Flags `hutch serve` accepts (all optional; env and defaults fill the rest). */
@@ -157,6 +182,25 @@ function userLimits(env: NodeJS.ProcessEnv): UserLimitsConfig {
   return out;
 }
 
+/** HUTCH_AGENT_PING_*: the liveness sweep's settings, undefined when turned off. */
+function agentLiveness(env: NodeJS.ProcessEnv): Config["agentLiveness"] {
+  const interval = env.HUTCH_AGENT_PING_INTERVAL_MS?.trim();
+  if (interval === "0" || interval === "off") return undefined;
+  return {
+    intervalMs: positiveInt("HUTCH_AGENT_PING_INTERVAL_MS", interval) ?? 10_000,
+    timeoutMs: positiveInt("HUTCH_AGENT_PING_TIMEOUT_MS", env.HUTCH_AGENT_PING_TIMEOUT_MS) ?? 5000,
+    misses: positiveInt("HUTCH_AGENT_PING_MISSES", env.HUTCH_AGENT_PING_MISSES) ?? 3,
+  };
+}
+
+/** A whole number ≥ 0 of MiB; `dflt` when unset. */
+function mib(name: string, text: string | undefined, dflt: number): number {
+  if (text === undefined || text.trim() === "") return dflt;
+  const n = Number(text.trim());
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${name} must be an integer ≥ 0 (MiB)`);
+  return n;
+}
+
 /** Reads the configuration; throws a readable Error on an invalid value. */
 export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = process.env): Config {
   const listen = parseListen(flags.listen ?? env.HUTCH_LISTEN ?? "127.0.0.1:8080");
@@ -200,6 +244,12 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     autoPauseCheckMs: positiveInt("HUTCH_AUTO_PAUSE_CHECK_MS", env.HUTCH_AUTO_PAUSE_CHECK_MS) ?? 5000,
     userLimits: userLimits(env),
     hostId: env.HUTCH_HOST_ID || `host-${hostname().toLowerCase().replace(/[^a-z0-9-]/g, "-")}`,
+    minFreeMib: mib("HUTCH_MIN_FREE_MIB", env.HUTCH_MIN_FREE_MIB, 256),
+    diskReserveMib: mib("HUTCH_DISK_RESERVE_MIB", env.HUTCH_DISK_RESERVE_MIB, 32),
+    agentLiveness: agentLiveness(env),
+    consoleMaxBytes: positiveInt("HUTCH_CONSOLE_MAX_BYTES", env.HUTCH_CONSOLE_MAX_BYTES) ?? 1024 * 1024,
+    execMaxOutputBytes: positiveInt("HUTCH_EXEC_MAX_OUTPUT_BYTES", env.HUTCH_EXEC_MAX_OUTPUT_BYTES) ?? 16 * 1024 * 1024,
+    execStreamBacklogBytes: positiveInt("HUTCH_EXEC_STREAM_BACKLOG_BYTES", env.HUTCH_EXEC_STREAM_BACKLOG_BYTES) ?? 8 * 1024 * 1024,
   };
 }
 

@@ -7,6 +7,16 @@ export interface ApiSettings {
   maxFileBytes: number;
   /** Interval of `{"hb":true}` frames on streaming exec, ms (5000). */
   execHeartbeatMs: number;
+  /**
+   * Most output (stdout + stderr bytes) a buffered exec collects; past it the
+   * command is killed and the result truncated (default EXEC_MAX_OUTPUT_BYTES).
+   */
+  execMaxOutputBytes?: number;
+  /**
+   * Most NDJSON a streaming exec holds for a client that reads slower than
+   * the command prints; past it the command is killed (default EXEC_STREAM_BACKLOG_BYTES).
+   */
+  execStreamBacklogBytes?: number;
   /** Largest JSON body, bytes (1 MiB). */
   bodyLimit: number;
   /** A request (headers and body) not fully received in this many ms is cut with a 408 (default 600000). */

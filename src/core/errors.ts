@@ -16,6 +16,7 @@ export const ERROR_CODES = [
   "quota_exceeded",
   "rate_limited",
   "no_capacity",
+  "no_disk_space",
   "bad_gateway",
   "internal",
   "not_ready",
@@ -32,6 +33,7 @@ const STATUS: Record<ErrorCode, number> = {
   quota_exceeded: 402,
   rate_limited: 429,
   no_capacity: 503,
+  no_disk_space: 503,
   bad_gateway: 502,
   internal: 500,
   not_ready: 503,
@@ -85,6 +87,22 @@ export function noCapacity(cause?: unknown): AppError {
   return new AppError("no_capacity", "no host capacity", {}, { cause });
 }
 
+/**
+ * 503 when the host's data dir has not enough free space (a create, pause,
+ * fork or resume refused before writing anything; a store write that found
+ * the disk full). 503 like "no host capacity": the SDK retries it for any
+ * method, since the request was not carried out.
+ */
+export function noDiskSpace(cause?: unknown): AppError {
+  return new AppError("no_disk_space", "no host capacity: not enough free disk space on the host", {}, { cause });
+}
+
+/** Whether `err` is a write that found the disk full (SQLite's SQLITE_FULL, or ENOSPC from the file system). */
+export function isDiskFullError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === "SQLITE_FULL" || code === "ENOSPC";
+}
+
 /** 500 with a generic message; the cause goes to the log only. */
 export function internal(message: string, cause?: unknown): AppError {
   return new AppError("internal", message, {}, { cause });
@@ -106,11 +124,14 @@ export function fromRuntimeError(err: unknown, field = "path"): AppError {
         return new AppError("conflict", "sandbox is not running", { status: "sandbox is not running" }, { cause: err });
       case "no_capacity":
         return noCapacity(err);
+      case "disk_full":
+        return noDiskSpace(err);
       case "agent_error":
         return new AppError("bad_gateway", "guest agent error", {}, { cause: err });
       default:
         return internal("runtime failure", err);
     }
   }
+  if (isDiskFullError(err)) return noDiskSpace(err);
   return internal("internal error", err);
 }

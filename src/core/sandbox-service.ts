@@ -9,6 +9,7 @@ import { monotonicFactory } from "ulid";
 import { isRuntimeError } from "../runtime/errors.js";
 import type { MachineSpec, Runtime } from "../runtime/runtime.js";
 import type { CoreConfig } from "./core-config.js";
+import { admitDisk, diskNeedMib, type DiskAdmission } from "./disk-admission.js";
 import { AppError, conflict, internal, invalid, noCapacity, notFound } from "./errors.js";
 import { IpPool } from "./ip-pool.js";
 import { generateName } from "./name-generator.js";
@@ -33,6 +34,8 @@ export interface SandboxServiceDeps {
   secrets: SecretBox;
   config: CoreConfig;
   log: Logger;
+  /** The data dir's free space: creates, pauses, forks and resumes are refused (503) when it is short. */
+  disk?: DiskAdmission;
 }
 
 /** Listener for every persisted status change. */
@@ -50,6 +53,9 @@ export class SandboxService {
   readonly #pool: IpPool;
   readonly #background = new Set<Promise<unknown>>();
   readonly #listeners: StatusListener[] = [];
+  readonly #disk: DiskAdmission | undefined;
+  /** Sandboxes whose VM stands still on a full disk (runtime `onStall`), with the reason. */
+  readonly #stalled = new Map<string, string>();
   #ready = false;
 
   constructor(deps: SandboxServiceDeps) {
@@ -58,6 +64,7 @@ export class SandboxService {
     this.#secrets = deps.secrets;
     this.#config = deps.config;
     this.#log = deps.log;
+    this.#disk = deps.disk;
     this.#pool = new IpPool(deps.config.networkCidr);
     this.scheduler = new Scheduler({
       sandboxes: deps.repos.sandboxes,
@@ -67,6 +74,7 @@ export class SandboxService {
     });
     this.limits = new UserLimits({ config: deps.config.userLimits, usage: (userId) => deps.repos.sandboxes.liveUsage(userId) });
     deps.runtime.onExit((id, reason) => this.#track(this.#onExit(id, reason)));
+    deps.runtime.onStall((id, reason) => this.#track(this.#onStall(id, reason)));
   }
 
   /** True once {@link recover} finished (readyz). */
@@ -98,6 +106,8 @@ export class SandboxService {
     }
     // Per-user caps (402) and create rate (429), before any VM is claimed.
     await this.limits.admitCreate(userId, valid.shape.memMib);
+    // Room for the VM's files in the data dir (503), before a row exists.
+    this.admitDisk(diskNeedMib.create(), "a new sandbox");
     // A warm pool VM of this shape, if any, lends its id (its files and tap are named after it).
     const warmId = this.#runtime.claimWarm({ rootfs: valid.rootfs, vcpu: valid.shape.vcpu, memMib: valid.shape.memMib, diskMib: valid.diskMib });
     let record: SandboxRecord;
@@ -141,7 +151,7 @@ export class SandboxService {
       throw internal("sandbox failed to start", err);
     }
     const spawnMs = Math.round((performance.now() - started) * 10) / 10;
-    const running = await this.#transition(record, "running", { runningAt: nowIso(), spawnMs });
+    const running = await this.settleStall(await this.#transition(record, "running", { runningAt: nowIso(), spawnMs }));
     this.#log.info({ sandbox: record.id, warm: warmId !== undefined, ...t, spawnMs, doneMs: lap("doneMs") }, "sandbox created");
     return running;
   }
@@ -242,6 +252,34 @@ export class SandboxService {
   }
 
   /**
+   * Throws a 503 (`no_disk_space`) unless the data dir has `needMib` free
+   * above its floor for `what`. No check when the server has none configured.
+   */
+  admitDisk(needMib: number, what: string): void {
+    admitDisk(this.#disk, needMib, what);
+  }
+
+  /** Why sandbox `id`'s VM stands still (its disk write found the host's disk full), if it does. */
+  stallReason(id: string): string | undefined {
+    return this.#stalled.get(id);
+  }
+
+  /** Forgets `id`'s stall: its VM was continued (a later stall is reported again). */
+  clearStall(id: string): void {
+    this.#stalled.delete(id);
+  }
+
+  /**
+   * A sandbox that just became `running` but whose VM stalled meanwhile
+   * (reported while it was creating/resuming) moves on to `error`.
+   */
+  async settleStall(rec: SandboxRecord): Promise<SandboxRecord> {
+    if (rec.status !== "running" || !this.#stalled.has(rec.id)) return rec;
+    this.#log.warn({ sandbox: rec.id, reason: this.#stalled.get(rec.id) }, "sandbox stalled: its disk is full");
+    return this.#transition(rec, "error");
+  }
+
+  /**
    * Admits and inserts the row of a fork's child (a new name and IP, no
    * memory admitted: it starts paused), built by `build` from its placement.
    */
@@ -276,6 +314,8 @@ export class SandboxService {
     const alive = new Set(found.filter((m) => !m.paused).map((m) => m.id));
     // Complete snapshots on disk (a pause or fork that finished, a resume that did not start).
     const paused = new Set(found.filter((m) => m.paused).map((m) => m.id));
+    // VMs alive but standing still on a full disk: `error` until resumed.
+    for (const m of found) if (m.stalled) this.#stalled.set(m.id, m.stalled);
     for (const rec of rows) {
       try {
         switch (rec.status) {
@@ -288,11 +328,15 @@ export class SandboxService {
             break;
           case "running":
             if (!alive.has(rec.id)) await this.#transition(rec, "failed");
+            else await this.settleStall(rec);
             break;
           case "pausing":
           case "resuming":
             if (paused.has(rec.id)) await this.#transition(rec, "paused", rec.status === "pausing" ? { pausedAt: nowIso() } : {});
-            else await this.#transition(rec, alive.has(rec.id) ? "running" : "failed", rec.status === "resuming" && alive.has(rec.id) ? { lastResumedAt: nowIso() } : {});
+            else if (!alive.has(rec.id)) await this.#transition(rec, "failed");
+            // Stalled on a full disk: it did not resume (or stopped since).
+            else if (this.#stalled.has(rec.id)) await this.#transition(rec, "error");
+            else await this.#transition(rec, "running", rec.status === "resuming" ? { lastResumedAt: nowIso() } : {});
             break;
           case "forking":
             // A source (its snapshot intact) or a whole child is paused; a half-made child is gone.
@@ -376,6 +420,7 @@ export class SandboxService {
   }
 
   async #finishDestroy(rec: SandboxRecord): Promise<void> {
+    this.#stalled.delete(rec.id);
     for (let attempt = 1; ; attempt++) {
       try {
         await this.#runtime.destroy(rec.id);
@@ -394,11 +439,27 @@ export class SandboxService {
 
   async #onExit(id: string, reason: string): Promise<void> {
     const rec = await this.#repos.sandboxes.get(id);
+    // An `error` sandbox whose VM stood still on a full disk had only that VM: it is gone now.
+    const stalled = this.#stalled.delete(id);
     if (!rec) return;
-    if (rec.status === "running" || rec.status === "pausing" || rec.status === "resuming") {
+    if (rec.status === "running" || rec.status === "pausing" || rec.status === "resuming" || (rec.status === "error" && stalled)) {
       this.#log.warn({ sandbox: id, reason }, "sandbox VM exited unexpectedly");
       await this.#transition(rec, "failed");
     }
+  }
+
+  /**
+   * The runtime's VM stands still because its disk write found the host's
+   * data dir full: a running sandbox moves to `error` (exec and files answer
+   * 409). One still creating or resuming is settled when that ends
+   * (`settleStall`); a pausing one when its pause fails.
+   */
+  async #onStall(id: string, reason: string): Promise<void> {
+    this.#stalled.set(id, reason);
+    const rec = await this.#repos.sandboxes.get(id);
+    if (!rec) return;
+    this.#log.warn({ sandbox: id, status: rec.status, reason }, "sandbox VM stopped: the host's data disk is full");
+    if (rec.status === "running") await this.#transition(rec, "error");
   }
 
   #track(p: Promise<unknown>): void {

@@ -45,10 +45,14 @@ export function isTerminal(status: SandboxStatus): boolean {
  * - `failed → destroyed`: deleting a failed sandbox only has to clean up; it
  *   must not pass through `destroying` (non-terminal), which would reclaim a
  *   name or IP that may already belong to a newer sandbox.
+ * - `running → error`: the VM stands still, alive, because a write to its
+ *   disk found the host's data dir full (the runtime's `onStall`). Nothing is
+ *   lost and nothing runs; `error → resuming` continues it once there is
+ *   space (`failed` would be wrong: it can still be recovered as it was).
  */
 const TRANSITIONS: Readonly<Record<SandboxStatus, readonly SandboxStatus[]>> = {
   creating: ["running", "failed", "destroying"],
-  running: ["pausing", "destroying", "failed"],
+  running: ["pausing", "destroying", "failed", "error"],
   pausing: ["paused", "running", "error", "failed", "destroying"],
   paused: ["resuming", "forking", "destroying", "failed"],
   resuming: ["running", "paused", "error", "failed", "destroying"],

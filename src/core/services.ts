@@ -8,6 +8,7 @@ import { AuthService } from "./auth-service.js";
 import { CachedSandboxRepository } from "./cached-sandbox-repository.js";
 import { CatalogService } from "./catalog-service.js";
 import type { CoreConfig } from "./core-config.js";
+import type { DiskAdmission } from "./disk-admission.js";
 import { GuestService } from "./guest-service.js";
 import { NetworkService } from "./network-service.js";
 import { RemoteAccessService } from "./remote-access-service.js";
@@ -41,6 +42,8 @@ export function createServices(deps: {
   authCacheTtlMs?: number;
   /** Auto-pause check interval, ms (default 5000). */
   autoPauseCheckMs?: number;
+  /** The data dir's free space (src/runtime/disk-space.ts); no disk admission without it. */
+  disk?: DiskAdmission;
 }): Services {
   // The service reads rows by id on every GET: serve those from memory.
   const repos: Repositories = { ...deps.repos, sandboxes: new CachedSandboxRepository(deps.repos.sandboxes) };

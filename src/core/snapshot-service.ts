@@ -8,6 +8,7 @@
 import type { Logger } from "pino";
 import { isRuntimeError } from "../runtime/errors.js";
 import type { Runtime } from "../runtime/runtime.js";
+import { diskNeedMib } from "./disk-admission.js";
 import { validateEgressRule } from "./egress-rule.js";
 import { AppError, conflict, internal, invalid, noCapacity } from "./errors.js";
 import { networkPolicyOf } from "./network-policy-of.js";
@@ -89,6 +90,11 @@ export class SnapshotService {
     if (rec.status === "running") return { accepted: false, record: rec };
     if (rec.status === "resuming") return { accepted: true, record: rec };
     if (rec.status !== "paused" && rec.status !== "error") throw conflict("status", `sandbox is ${rec.status}; only a paused sandbox can be resumed`);
+    // A VM stalled on a full disk is only continued (no new files), once
+    // there is at least the floor free; if its waiting writes need more, it
+    // stalls again and ends `error` again.
+    if (this.#sandboxes.stallReason(rec.id)) this.#sandboxes.admitDisk(0, "continuing a VM stopped on a full disk");
+    else this.#sandboxes.admitDisk(diskNeedMib.resume(rec.memMib), "a resume");
     const next = await this.#admitResume(rec);
     this.#track(this.#runResume(next));
     return { accepted: true, record: next };
@@ -107,6 +113,7 @@ export class SnapshotService {
     // A fork is a create for the per-user caps (402) and create rate (429).
     await this.#sandboxes.limits.admitCreate(userId, valid.shape.memMib);
     if (!input.start_paused && (await this.#sandboxes.scheduler.freeMib(src.hostId)).freeMib < src.memMib) throw noCapacity();
+    this.#sandboxes.admitDisk(diskNeedMib.fork(src.memMib, input.start_paused === true), "a fork");
     const quota = input.bandwidth_quota_bytes ?? src.bandwidthQuotaBytes;
     const forking = await this.#sandboxes.transition(src, "forking");
     let child: SandboxRecord;
@@ -181,6 +188,8 @@ export class SnapshotService {
   }
 
   async #startPause(rec: SandboxRecord): Promise<SandboxRecord> {
+    // The pause writes the guest's memory to the data dir: refused (503) before it starts when that does not fit.
+    this.#sandboxes.admitDisk(diskNeedMib.pause(rec.memMib), "a pause");
     const next = await this.#sandboxes.transition(rec, "pausing");
     this.#track(this.#runPause(next));
     return next;
@@ -194,9 +203,11 @@ export class SnapshotService {
       // The runtime leaves a VM that could not be paused running; one that
       // died was already reported (onExit → failed).
       const cur = await this.#repos.sandboxes.get(rec.id);
-      if (cur?.status === "pausing") await this.#sandboxes.transition(cur, "running");
+      // A VM that stalled on a full disk meanwhile goes on to `error`.
+      if (cur?.status === "pausing") await this.#sandboxes.settleStall(await this.#sandboxes.transition(cur, "running"));
       return;
     }
+    this.#sandboxes.clearStall(rec.id);
     await this.#sandboxes.transition(rec, "paused", { pausedAt: nowIso() });
     this.#sandboxes.lastActivity.delete(rec.id);
   }
@@ -215,7 +226,8 @@ export class SnapshotService {
         break;
       } catch (err) {
         this.#log.error({ err, sandbox: rec.id, attempt }, "resume failed");
-        if (attempt >= RESUME_ATTEMPTS || isRuntimeError(err, "no_capacity")) {
+        // A full disk (the VM stalled again) does not get better by retrying now.
+        if (attempt >= RESUME_ATTEMPTS || isRuntimeError(err, "no_capacity") || isRuntimeError(err, "disk_full")) {
           const cur = await this.#repos.sandboxes.get(rec.id);
           return cur?.status === "resuming" ? this.#sandboxes.transition(cur, "error") : (cur ?? rec);
         }
@@ -224,7 +236,10 @@ export class SnapshotService {
     }
     const now = nowIso();
     this.#sandboxes.touch(rec.id);
-    return this.#sandboxes.transition(rec, "running", { lastResumedAt: now, ...(rec.runningAt === null ? { runningAt: now } : {}) });
+    // Continued (or resumed): a stall reported from now on is a new one.
+    this.#sandboxes.clearStall(rec.id);
+    const running = await this.#sandboxes.transition(rec, "running", { lastResumedAt: now, ...(rec.runningAt === null ? { runningAt: now } : {}) });
+    return this.#sandboxes.settleStall(running);
   }
 
   /** The child's settings: the source's, with the fork's overrides checked and applied. */

@@ -15,6 +15,8 @@ export const RUNTIME_ERROR_CODES = [
   "agent_error",
   /** No room on this host. → 503 */
   "no_capacity",
+  /** Not enough free space in the data dir for what was asked (a VM, a snapshot). → 503 */
+  "disk_full",
   /** Anything else on the host side (spawn, disk, tap). → 500 */
   "internal",
 ] as const;

@@ -129,6 +129,12 @@ export interface RunningMachine {
    * bundle, no VMM process; `pid` is 0). Core keeps such sandboxes `paused`.
    */
   paused?: boolean;
+  /**
+   * Set when the VMM is alive but the VM stands still because a write to
+   * its disk found the host's data dir full (the reason, readable). Core
+   * keeps such a sandbox in `error`; `resume` continues it.
+   */
+  stalled?: string;
 }
 
 /** Options of {@link Runtime.fork}. */
@@ -141,6 +147,9 @@ export interface ForkOptions {
 export type MachineShape = Pick<MachineSpec, "rootfs" | "vcpu" | "memMib" | "diskMib">;
 
 export type MachineExitListener = (id: string, reason: string) => void;
+
+/** See {@link Runtime.onStall}; `reason` is readable by the sandbox's owner. */
+export type MachineStallListener = (id: string, reason: string) => void;
 
 /** A rootfs image built and ready on this host. */
 export interface ImageInfo {
@@ -242,7 +251,9 @@ export interface Runtime {
    * Resumes a paused VM where it stopped (processes, /dev/shm, open files)
    * and re-applies `spec`'s identity (same name, IP and MAC; fresh clock and
    * RNG seed). On failure the paused snapshot stays intact, so it may be
-   * retried. Rejects `no_capacity` when the host has no room.
+   * retried. Rejects `no_capacity` when the host has no room. A VM stalled
+   * on a full disk (`onStall`) is continued instead; rejects `disk_full`
+   * when it stalls again.
    */
   resume(id: string, spec: MachineSpec): Promise<MachineInfo>;
 
@@ -264,6 +275,16 @@ export interface Runtime {
 
   /** Registers a listener for VMs that die without `destroy` (crash, SIGKILL). */
   onExit(listener: MachineExitListener): void;
+
+  /**
+   * Registers a listener for running VMs that stop on their own but stay
+   * alive: a write to the VM's disk found the host's data dir full. Nothing
+   * is lost (the write waits); the VM runs nothing until `resume(id, spec)`
+   * continues it (which rejects `disk_full`, the VM stalled again, while the
+   * disk is still full). Called once per stall, after the runtime made room
+   * for the database (its disk reserve).
+   */
+  onStall(listener: MachineStallListener): void;
 
   /** Images built on this host, and the default. */
   images(): Promise<{ images: ImageInfo[]; default: string }>;

@@ -12,6 +12,7 @@ import type {
   ExecRequest,
   ImageInfo,
   MachineExitListener,
+  MachineStallListener,
   MachineInfo,
   MachineSpec,
   Runtime,
@@ -64,6 +65,7 @@ export class FakeRuntime implements Runtime {
   readonly shells: Array<{ id: string; opts: ShellOptions; sizes: Array<[number, number]>; hungUp: boolean }> = [];
   opts: FakeRuntimeOptions;
   #listeners: MachineExitListener[] = [];
+  #stallListeners: MachineStallListener[] = [];
   #pid = 1000;
 
   constructor(opts: FakeRuntimeOptions = {}) {
@@ -84,13 +86,14 @@ export class FakeRuntime implements Runtime {
     if (this.failDestroy) throw this.failDestroy;
     this.destroyed.push(id);
     this.machines.delete(id);
+    this.stalled.delete(id);
     this.pausedMachines.delete(id);
     for (const key of [...this.files.keys()]) if (key.startsWith(`${id}:`)) this.files.delete(key);
   }
 
   async exec(id: string, req: ExecRequest, out: ExecOutput, signal?: AbortSignal): Promise<ExecOutcome> {
     const m = this.machines.get(id);
-    if (!m) throw new RuntimeError("not_running", "sandbox is not running");
+    if (!m || this.stalled.has(id)) throw new RuntimeError("not_running", "sandbox is not running");
     const record = { id, req, aborted: false };
     this.execs.push(record);
     signal?.addEventListener("abort", () => (record.aborted = true), { once: true });
@@ -222,6 +225,12 @@ export class FakeRuntime implements Runtime {
   }
 
   async resume(id: string, spec: MachineSpec): Promise<MachineInfo> {
+    if (this.stalled.has(id)) {
+      if (this.snapshotDelayMs) await sleep(this.snapshotDelayMs);
+      if (this.diskFull) throw new RuntimeError("disk_full", "the host's data disk is full");
+      this.stalled.delete(id);
+      return { id, pid: this.machines.get(id)!.pid, bootMs: 0 };
+    }
     if (!this.pausedMachines.has(id)) throw new RuntimeError("internal", `${id} is not paused`);
     if (this.snapshotDelayMs) await sleep(this.snapshotDelayMs);
     if (this.failResume) throw this.failResume;
@@ -254,16 +263,38 @@ export class FakeRuntime implements Runtime {
     for (const id of [...this.machines.keys()]) if (!ids.includes(id)) this.machines.delete(id);
     for (const id of [...this.pausedMachines.keys()]) if (!ids.includes(id)) this.pausedMachines.delete(id);
     const paused = ids.filter((id) => this.pausedMachines.has(id)).map((id) => ({ id, pid: 0, paused: true }));
-    return [...ids.filter((id) => alive.includes(id) && !this.pausedMachines.has(id)).map((id) => ({ id, pid: this.machines.get(id)?.pid ?? 1 })), ...paused];
+    return [
+      ...ids
+        .filter((id) => alive.includes(id) && !this.pausedMachines.has(id))
+        .map((id) => ({ id, pid: this.machines.get(id)?.pid ?? 1, ...(this.stalled.has(id) ? { stalled: "the host's data disk is full" } : {}) })),
+      ...paused,
+    ];
   }
 
   onExit(listener: MachineExitListener): void {
     this.#listeners.push(listener);
   }
 
+  onStall(listener: MachineStallListener): void {
+    this.#stallListeners.push(listener);
+  }
+
+  /** Ids of VMs stalled on a full disk (see `stall`); `resume` continues them. */
+  readonly stalled = new Set<string>();
+  /** Set while the disk is "still full": resuming a stalled VM stalls it again (rejects `disk_full`). */
+  diskFull = false;
+
+  /** Simulates a VM whose disk write found the host's data dir full: it stands still, alive. */
+  stall(id: string, reason = "the host's data disk is full"): void {
+    if (!this.machines.has(id) || this.stalled.has(id)) return;
+    this.stalled.add(id);
+    for (const l of this.#stallListeners) l(id, reason);
+  }
+
   /** Simulates a VM dying on its own (crash, SIGKILL). */
   crash(id: string, reason = "killed"): void {
     this.machines.delete(id);
+    this.stalled.delete(id);
     for (const l of this.#listeners) l(id, reason);
   }
 

@@ -15,6 +15,7 @@ import { listen } from "../../src/api/server.js";
 import { coreConfig, loadConfig, type Config } from "../../src/config.js";
 import { SecretBox } from "../../src/core/secret-box.js";
 import { createServices, registerLocalHost, type Services } from "../../src/core/services.js";
+import type { DiskAdmission } from "../../src/core/disk-admission.js";
 import { kyselyRepositories } from "../../src/store/kysely-repositories.js";
 import { openDatabase } from "../../src/store/open-database.js";
 import type { Database } from "../../src/store/schema.js";
@@ -59,6 +60,8 @@ export interface StartOptions {
   /** Request/headers receive bounds, ms (the config's defaults otherwise). */
   requestTimeoutMs?: number;
   headersTimeoutMs?: number;
+  /** The data dir's free-space admission (none by default). */
+  disk?: DiskAdmission;
 }
 
 /** Boots a server; reuse `dataDir` to simulate a restart. */
@@ -90,7 +93,7 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
   const { db } = await openDatabase({ dataDir, databaseUrl: pgUrl ?? config.databaseUrl });
   const repos = kyselyRepositories(db);
   const secrets = await SecretBox.fromKeyFile(join(dataDir, "secret.key"));
-  const services = createServices({ repos, runtime, secrets, config: coreConfig(config), log: logger });
+  const services = createServices({ repos, runtime, secrets, config: coreConfig(config), log: logger, ...(opts.disk ? { disk: opts.disk } : {}) });
   await registerLocalHost(services);
   await services.auth.ensureBootstrapKey(config.apiKey);
   await services.sandboxes.recover();

@@ -4,7 +4,7 @@
  * cause goes to the log only). Also the JSend 404 for unknown routes.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { AppError } from "../../core/errors.js";
+import { AppError, isDiskFullError, noDiskSpace } from "../../core/errors.js";
 import fp from "fastify-plugin";
 
 interface SchemaIssue {
@@ -58,11 +58,19 @@ export function sendError(reply: FastifyReply, status: number, message: string):
   return reply.code(status).type("application/json; charset=utf-8").send({ status: "error", message, code: status });
 }
 
+/** 5xx codes whose message says something the client can act on (no detail of the host). */
+const SAFE_5XX: Partial<Record<AppError["code"], string>> = {
+  no_capacity: "no host capacity",
+  no_disk_space: "no host capacity: not enough free disk space on the host",
+};
+
 function handle(err: FastifyError & { validation?: SchemaIssue[]; validationContext?: string }, request: FastifyRequest, reply: FastifyReply) {
+  // A store write that found the data dir's disk full (SQLITE_FULL, ENOSPC): retry later, nothing was done.
+  if (!(err instanceof AppError) && isDiskFullError(err)) return handle(noDiskSpace(err) as unknown as typeof err, request, reply);
   if (err instanceof AppError) {
     if (err.status >= 500) {
       request.log.error({ err, code: err.code }, "request failed");
-      return sendError(reply, err.status, err.code === "no_capacity" ? "no host capacity" : (GENERIC[err.status] ?? "internal error"));
+      return sendError(reply, err.status, SAFE_5XX[err.code] ?? GENERIC[err.status] ?? "internal error");
     }
     // 429 (per-user create rate): when the next attempt can succeed.
     if (err.retryAfterS !== undefined) reply.header("retry-after", String(err.retryAfterS));

@@ -23,6 +23,7 @@ import { NetnsDialer } from "../../runtime/network/netns-dialer.js";
 import { netnsNames } from "../../runtime/network/netns-names.js";
 import { SandboxFirewall } from "../../runtime/network/sandbox-firewall.js";
 import { QemuRuntime } from "../../runtime/qemu/qemu-runtime.js";
+import { DiskSpace } from "../../runtime/disk-space.js";
 import { VmmJail } from "../../runtime/qemu/vmm-jail.js";
 import { kyselyRepositories } from "../../store/kysely-repositories.js";
 import { openDatabase } from "../../store/open-database.js";
@@ -97,6 +98,10 @@ export async function serve(flags: ConfigFlags): Promise<void> {
   const runtimeLog = log.child({ component: "runtime" });
   if (config.jail && process.getuid?.() !== 0) throw new Error("HUTCH_JAIL=on needs root (per-VM uids, chroot, cgroups)");
   if (!config.jail) runtimeLog.warn({}, `VMM jail off (${process.env.HUTCH_JAIL ? "HUTCH_JAIL=off" : "not running as root"}): QEMU runs with the server's privileges`);
+  // Free space of the data dir (VM disks, snapshots and the database share it): admission and a reserve for the database.
+  const disk = new DiskSpace({ dir: config.dataDir, minFreeMib: config.minFreeMib, reserveMib: config.diskReserveMib, log: runtimeLog });
+  await disk.ensureReserve();
+  disk.start();
   const jail = config.jail ? await VmmJail.create({ dataDir: config.dataDir, netns: config.netns, log: runtimeLog }) : undefined;
   const runtime = new QemuRuntime({
     dataDir: config.dataDir,
@@ -109,11 +114,14 @@ export async function serve(flags: ConfigFlags): Promise<void> {
     firewall,
     dialer,
     templates: config.templates,
+    disk,
+    ...(config.agentLiveness ? { liveness: config.agentLiveness } : {}),
+    consoleMaxBytes: config.consoleMaxBytes,
     // The default rootfs and smallest shape: template built at start, warm pool kept.
     warm: [{ shape: { rootfs: config.poolRootfs ?? images.defaultImage, vcpu: 1, memMib: 256, diskMib: DEFAULT_DISK_MIB }, size: config.poolSize }],
   });
   const secrets = await SecretBox.fromKeyFile(join(config.dataDir, "secret.key"));
-  const services = createServices({ repos, runtime, secrets, config: coreConfig(config), log, autoPauseCheckMs: config.autoPauseCheckMs });
+  const services = createServices({ repos, runtime, secrets, config: coreConfig(config), log, autoPauseCheckMs: config.autoPauseCheckMs, disk });
   await registerLocalHost(services);
   await services.sandboxes.recover();
   await services.network.start();
@@ -131,6 +139,8 @@ export async function serve(flags: ConfigFlags): Promise<void> {
       ingress: { domain: config.ingressDomain, scheme: config.ingressScheme },
       maxFileBytes: config.maxFileBytes,
       execHeartbeatMs: 5000,
+      execMaxOutputBytes: config.execMaxOutputBytes,
+      execStreamBacklogBytes: config.execStreamBacklogBytes,
       bodyLimit: 1024 * 1024,
       requestTimeoutMs: config.requestTimeoutMs,
       headersTimeoutMs: config.headersTimeoutMs,
@@ -149,6 +159,7 @@ export async function serve(flags: ConfigFlags): Promise<void> {
     await services.snapshots.close();
     await services.sandboxes.close();
     await runtime.close();
+    await disk.stop();
     await db.destroy();
   }, (msg) => log.info(msg));
 }

@@ -68,6 +68,7 @@ export class AgentClient {
   #resolveClosed!: (reason: Error | undefined) => void;
   #onHello: ((f: Frame) => void) | null = null;
   #agentVersion = "";
+  #lastHeard = Date.now();
 
   /** Resolves (never rejects) when the connection is gone, with the reason
    *  (undefined after `close()`). */
@@ -79,6 +80,11 @@ export class AgentClient {
     sock.on("data", (chunk: Buffer) => this.#onData(chunk));
     sock.on("error", (err) => this.#shutdown(err));
     sock.on("close", () => this.#shutdown(new Error("agent connection closed")));
+  }
+
+  /** When the agent last sent anything (ms since epoch; connect time before that): proof of life. */
+  get lastHeard(): number {
+    return this.#lastHeard;
   }
 
   /** Version string the agent reported in its HELLO. */
@@ -166,6 +172,7 @@ export class AgentClient {
 
   #onData(chunk: Buffer): void {
     if (this.#closedReason !== null) return;
+    this.#lastHeard = Date.now();
     let frames: Frame[];
     try {
       frames = this.#decoder.push(chunk);

@@ -18,6 +18,15 @@ export interface QemuArgsInput {
   mac: string;
 }
 
+/**
+ * What the writable disk does on a host I/O error. ENOSPC (the data dir's
+ * file system is full) stops the VM and keeps the request, which QEMU
+ * retries on `cont`: no guest write is lost, and the runtime notices the stop
+ * (io-error-watch.ts) and reports the sandbox stalled. Any other error is
+ * reported to the guest (EIO), as a real disk would.
+ */
+export const DISK_ERROR_POLICY = "werror=enospc,rerror=report";
+
 /** TCG translation cache, MiB: ample for a microVM's kernel and userland. */
 export const TCG_TB_MIB = 256;
 
@@ -69,7 +78,7 @@ export function buildQemuArgs(i: QemuArgsInput): string[] {
     "-device", `virtserialport,chardev=agent,name=${HP_PORT_NAME}`,
     "-drive", `id=base,file=${opt(i.rootfsPath)},format=raw,if=none,readonly=on`,
     "-device", "virtio-blk-device,drive=base",
-    "-drive", `id=disk,file=${opt(p.disk)},format=raw,if=none,discard=unmap`,
+    "-drive", `id=disk,file=${opt(p.disk)},format=raw,if=none,discard=unmap,${DISK_ERROR_POLICY}`,
     "-device", "virtio-blk-device,drive=disk",
     "-netdev", `tap,id=net0,ifname=${i.tap},script=no,downscript=no`,
     "-device", `virtio-net-device,netdev=net0,mac=${i.mac}`,

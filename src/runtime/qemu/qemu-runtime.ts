@@ -22,6 +22,7 @@ import type {
   ExecRequest,
   ImageInfo,
   MachineExitListener,
+  MachineStallListener,
   MachineInfo,
   MachineSpec,
   Runtime,
@@ -34,7 +35,11 @@ import type {
   ForkOptions,
   MachineShape,
 } from "../runtime.js";
+import { AgentLiveness, type LivenessTarget, type VmRunState } from "./agent-liveness.js";
 import { QmpClient } from "./qmp-client.js";
+import type { DiskSpace } from "../disk-space.js";
+import { continueStalled, DISK_FULL_REASON, isIoErrorStatus, watchIoErrors } from "./io-error-watch.js";
+import { applyIdentity } from "../snapshot/guest-identity.js";
 import type { RuntimeLogger } from "./runtime-logger.js";
 import { SnapshotOps } from "./snapshot-ops.js";
 import { removeForkLeftovers, settlePaused } from "./snapshot-recovery.js";
@@ -86,6 +91,17 @@ export interface QemuRuntimeOptions {
   warm?: WarmTarget[];
   /** Runs every QEMU jailed (src/runtime/qemu/vmm-jail.ts); unjailed without it. */
   jail?: VmmJail;
+  /**
+   * The data dir's free space (src/runtime/disk-space.ts): warm VMs and
+   * template builds wait for room; its reserve is released when a VM
+   * stalls on a full disk. Without it, no check.
+   */
+  disk?: DiskSpace;
+  /**
+   * Agent liveness sweep (src/runtime/qemu/agent-liveness.ts): a VM whose
+   * agent misses `misses` pings in a row is ended like a VMM exit. Off without it.
+   */
+  liveness?: { intervalMs: number; timeoutMs: number; misses: number };
 }
 
 /** A VM this runtime is attached to. */
@@ -103,7 +119,35 @@ interface Vm {
   stopping: boolean;
   /** How its RAM and disk are mapped: what a pause writes. */
   snap: VmSnapInfo;
+  /**
+   * Set (the reason) while QEMU holds the VM stopped because a write to its
+   * disk found the data dir full (io-error-watch.ts): its agent cannot
+   * answer, it is not dead. `resume` continues it.
+   */
+  stalled?: string;
+  /** console.log's size at the last poll: how fast the guest writes it (rotateConsole). */
+  consoleSize?: number;
 }
+
+/**
+ * A VM found at reconcile stopped on a full disk: alive, but with no agent
+ * connection (the agent's handshake needs the guest to run). `resume`
+ * continues it and makes it a `Vm`.
+ */
+interface FrozenVm {
+  id: string;
+  pid: number;
+  paths: VmPaths;
+  tap: string;
+  memMib: number;
+  qmp: QmpClient;
+  snap: VmSnapInfo;
+}
+
+/** Disk space a warm pool VM's files take at first (a qcow2 overlay, meta), MiB. */
+const WARM_VM_DISK_MIB = 16;
+/** How long a continued VM's agent may take to answer, ms. */
+const CONTINUE_TIMEOUT_MS = 20_000;
 
 const POLL_MS = 500;
 /** After the agent channel breaks, how long a dying VMM's exit may take to be the reason reported. */
@@ -120,11 +164,15 @@ export class QemuRuntime implements Runtime {
   private readonly creating = new Map<string, { abort: AbortController; memMib: number; done: Promise<unknown> }>();
   private readonly destroying = new Map<string, Promise<void>>();
   private readonly listeners: MachineExitListener[] = [];
+  private readonly stallListeners: MachineStallListener[] = [];
+  /** VMs found stopped on a full disk at reconcile (see FrozenVm). */
+  private readonly frozen = new Map<string, FrozenVm>();
   private readonly timer: NodeJS.Timeout;
-  private ticks = 0;
   private closed = false;
   /** Templates, warm pool, pause/resume/fork (docs/snapshots.md). */
   private readonly snaps: SnapshotOps;
+  /** Pings idle agents; ends VMs whose agent stopped answering. */
+  private readonly liveness: AgentLiveness<LivenessTarget & { vm: Vm }> | undefined;
 
   constructor(private readonly opts: QemuRuntimeOptions) {
     checkSocketPathLength(opts.dataDir);
@@ -145,8 +193,18 @@ export class QemuRuntime implements Runtime {
       templates: opts.templates ?? true,
       warm: opts.warm ?? [],
       bootTimeoutMs: this.bootTimeoutMs,
-      hasRoom: (memMib) => this.usedMib() + this.snaps.poolMib() + memMib <= this.budgetMib,
+      hasRoom: (memMib) => this.usedMib() + this.snaps.poolMib() + memMib <= this.budgetMib && (opts.disk?.hasRoom(WARM_VM_DISK_MIB) ?? true),
+      ...(opts.disk ? { admitDisk: (needMib: number, what: string) => opts.disk!.admit(needMib, what) } : {}),
     });
+    this.liveness = opts.liveness
+      ? new AgentLiveness({
+          ...opts.liveness,
+          log: opts.log,
+          targets: () => [...this.vms.values()].filter((vm) => !vm.stopping).map((vm) => this.livenessTarget(vm)),
+          onDead: ({ vm }, reason) => this.gone(vm, reason),
+        })
+      : undefined;
+    this.liveness?.start();
   }
 
   async create(spec: MachineSpec, signal?: AbortSignal): Promise<MachineInfo> {
@@ -203,6 +261,7 @@ export class QemuRuntime implements Runtime {
   }
 
   async resume(id: string, spec: MachineSpec): Promise<MachineInfo> {
+    if (this.vms.get(id)?.stalled || this.frozen.has(id)) return this.continueVm(id, spec);
     return this.startPaused(id, spec, "resume");
   }
 
@@ -291,7 +350,7 @@ export class QemuRuntime implements Runtime {
       }
       const vm = want.has(id) ? await this.attach(id) : undefined;
       if (vm) {
-        alive.push({ id, pid: vm.pid });
+        alive.push({ id, pid: vm.pid, ...(vm.stalled ? { stalled: vm.stalled } : {}) });
         continue;
       }
       for (const p of procs.filter((q) => q.id === id)) await killAndWait(p.pid, 500).catch(() => {});
@@ -306,7 +365,7 @@ export class QemuRuntime implements Runtime {
       }
     }
     // Cgroups and uids of VMs that are gone (killed above, or died with the previous server).
-    await this.opts.jail?.reconcile(new Set([...this.vms.keys(), ...this.creating.keys()]));
+    await this.opts.jail?.reconcile(new Set([...this.vms.keys(), ...this.creating.keys(), ...this.frozen.keys()]));
     // Pool VMs of a previous server were removed above (not in `ids`): build templates, refill.
     if (!this.closed) this.snaps.start();
     return alive;
@@ -314,6 +373,10 @@ export class QemuRuntime implements Runtime {
 
   onExit(listener: MachineExitListener): void {
     this.listeners.push(listener);
+  }
+
+  onStall(listener: MachineStallListener): void {
+    this.stallListeners.push(listener);
   }
 
   async images(): Promise<{ images: ImageInfo[]; default: string }> {
@@ -332,18 +395,23 @@ export class QemuRuntime implements Runtime {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
+    // No new sweep; one under way ends once the detaches below fail its probes.
+    const livenessStopped = this.liveness?.stop();
     await this.snaps.close();
     for (const c of this.creating.values()) c.abort.abort(new Error("runtime closing"));
     await Promise.all([...this.creating.values()].map((c) => c.done));
     for (const vm of this.vms.values()) this.detach(vm);
     this.vms.clear();
+    for (const f of this.frozen.values()) f.qmp.close();
+    this.frozen.clear();
+    await livenessStopped;
   }
 
   // --- internals ----------------------------------------------------------
 
   /** Guest memory of VMs running or starting, MiB (warm pool not included). */
   private usedMib(): number {
-    return [...this.vms.values(), ...this.creating.values()].reduce((s, v) => s + v.memMib, 0);
+    return [...this.vms.values(), ...this.creating.values(), ...this.frozen.values()].reduce((s, v) => s + v.memMib, 0);
   }
 
   /** Resumes paused VM `id` with `spec`'s identity (a fork's child: also its new MAC). */
@@ -376,9 +444,24 @@ export class QemuRuntime implements Runtime {
     const vm: Vm = { id: s.id, pid: s.pid, paths: s.paths, tap: s.tap, memMib: s.memMib, agent: s.agent, qmp: s.qmp, child: s.child, stopping: false, snap };
     this.vms.set(vm.id, vm);
     this.watchAgent(vm);
+    this.watchStall(vm);
     s.child.once("exit", (code, sig) => void this.gone(vm, sig ? `VMM killed by ${sig}` : `VMM exited with code ${code}`));
     if (s.exited) void this.gone(vm, s.exited);
     return vm;
+  }
+
+  /** The liveness sweep's view of a running VM. */
+  private livenessTarget(vm: Vm): LivenessTarget & { vm: Vm } {
+    return {
+      id: vm.id,
+      vm,
+      lastHeard: () => vm.agent.lastHeard,
+      // Pausing/destroying set `stopping`; a stalled VM is held stopped on purpose;
+      // a VM replaced under its id is not this one.
+      busy: () => vm.stopping || !!vm.stalled || this.vms.get(vm.id) !== vm || this.destroying.has(vm.id) || this.creating.has(vm.id),
+      ping: (ms) => vm.agent.ping(ms),
+      vmStatus: (ms) => vm.qmp.execute<VmRunState>("query-status", undefined, ms),
+    };
   }
 
   /** The snapshot module's view of a running VM. */
@@ -395,6 +478,7 @@ export class QemuRuntime implements Runtime {
   private running(id: string): Vm {
     const vm = this.vms.get(id);
     if (!vm || vm.stopping) throw new RuntimeError("not_running", `sandbox ${id} is not running`);
+    if (vm.stalled) throw new RuntimeError("not_running", `sandbox ${id} is stopped: ${vm.stalled}`);
     return vm;
   }
 
@@ -422,6 +506,7 @@ export class QemuRuntime implements Runtime {
     };
     this.vms.set(vm.id, vm);
     this.watchAgent(vm);
+    this.watchStall(vm);
     b.child.removeAllListeners("exit");
     const onExit = (code: number | null, sig: NodeJS.Signals | null) =>
       void this.gone(vm, sig ? `VMM killed by ${sig}` : `VMM exited with code ${code}`);
@@ -439,6 +524,13 @@ export class QemuRuntime implements Runtime {
       await c.done; // boot() cleans up after itself
     }
     await this.snaps.discardWarm(id);
+    const frozen = this.frozen.get(id);
+    if (frozen) {
+      this.frozen.delete(id);
+      await frozen.qmp.execute("quit", undefined, 1000).catch(() => {});
+      if (!(await waitGone(frozen.pid, 2000))) await killAndWait(frozen.pid, 1000);
+      frozen.qmp.close();
+    }
     const vm = this.vms.get(id);
     if (vm) {
       vm.stopping = true;
@@ -448,7 +540,7 @@ export class QemuRuntime implements Runtime {
       this.detach(vm);
       this.vms.delete(id);
     }
-    await this.removeLeftovers(id, vm?.tap);
+    await this.removeLeftovers(id, vm?.tap ?? frozen?.tap);
     this.opts.log.info({ id }, "VM destroyed");
   }
 
@@ -466,8 +558,11 @@ export class QemuRuntime implements Runtime {
     await rm(paths.dir, { recursive: true, force: true });
   }
 
-  /** Re-attaches to a VM left running by a previous server; undefined if it cannot be. */
-  private async attach(id: string): Promise<Vm | undefined> {
+  /**
+   * Re-attaches to a VM left running by a previous server; undefined if it
+   * cannot be. A VM stopped on a full disk stays stopped (a FrozenVm, `stalled` set).
+   */
+  private async attach(id: string): Promise<{ pid: number; stalled?: string } | undefined> {
     const paths = vmPaths(this.opts.dataDir, id);
     const pid = await readPidfile(paths.pidfile);
     const meta = await readVmMeta(paths.meta);
@@ -476,7 +571,18 @@ export class QemuRuntime implements Runtime {
     try {
       qmp = await QmpClient.connect(paths.qmp, { timeoutMs: 5000 });
       // A pause killed mid-stream (no bundle yet) left the guest stopped: it runs on.
-      const st = await qmp.execute<{ running: boolean }>("query-status");
+      const st = await qmp.execute<{ running: boolean; status?: string }>("query-status");
+      if (isIoErrorStatus(st.status)) {
+        // Not an interrupted pause: its disk is full. `cont` would only stop
+        // it again (or fill the disk further); it waits for a resume.
+        const snap = (await readSnapInfo(paths.dir)) ?? {
+          vcpu: meta.vcpu, rootfs: meta.rootfs, ram: { anon: "legacy" as const }, disk: { file: paths.disk, format: "raw" as const },
+        };
+        this.frozen.set(id, { id, pid, paths, tap: meta.tap, memMib: meta.memMib, qmp, snap });
+        await this.opts.disk?.releaseReserve(`VM ${id} found stopped on a full disk`).catch(() => false);
+        this.opts.log.warn({ id, pid }, "re-attached VM is stopped on a full disk: kept stopped until resumed");
+        return { pid, stalled: DISK_FULL_REASON };
+      }
       if (!st.running) {
         await qmp.execute("migrate_cancel").catch(() => {});
         await qmp.execute("cont");
@@ -491,6 +597,7 @@ export class QemuRuntime implements Runtime {
       const vm: Vm = { id, pid, paths, tap: meta.tap, memMib: meta.memMib, agent, qmp, stopping: false, snap };
       this.vms.set(id, vm);
       this.watchAgent(vm);
+      this.watchStall(vm);
       this.opts.log.info({ id, pid }, "re-attached to running VM");
       return vm;
     } catch (err) {
@@ -504,6 +611,79 @@ export class QemuRuntime implements Runtime {
     vm.child?.removeAllListeners("exit");
     vm.agent.close();
     vm.qmp.close();
+  }
+
+  /**
+   * A write to the VM's disk found the data dir full and QEMU stopped the VM
+   * (werror=enospc): mark it stalled, give the database its reserve back,
+   * tell the listeners (core: `running → error`). Once per stall.
+   */
+  private watchStall(vm: Vm): void {
+    watchIoErrors(vm.qmp, (ev) => {
+      // Also while pausing: a pause that then fails leaves it stalled.
+      if (vm.stalled || this.vms.get(vm.id) !== vm) return;
+      vm.stalled = DISK_FULL_REASON;
+      this.opts.log.warn({ id: vm.id, device: ev.data?.device, operation: ev.data?.operation }, "VM stopped: its disk write found the data dir full");
+      void (async () => {
+        await this.opts.disk?.releaseReserve(`VM ${vm.id} stalled on a full disk`).catch(() => false);
+        for (const l of this.stallListeners) {
+          try {
+            l(vm.id, DISK_FULL_REASON);
+          } catch (err) {
+            this.opts.log.error({ id: vm.id, err }, "onStall listener threw");
+          }
+        }
+      })();
+    });
+  }
+
+  /**
+   * Continues VM `id` stalled on a full disk (QEMU retries the waiting
+   * writes). Rejects `disk_full` when it stalls again (it stays as it was).
+   * A VM found stalled at reconcile gets its agent connection here.
+   */
+  private async continueVm(id: string, spec: MachineSpec): Promise<MachineInfo> {
+    const t0 = Date.now();
+    const disk = this.opts.disk;
+    if (disk) {
+      // Room above the floor, and the database's reserve back in place, so
+      // that a new stall (the waiting writes may need more) can release it again.
+      disk.admit(0, "continuing a VM stopped on a full disk");
+      if (!(await disk.holdReserve())) throw new RuntimeError("disk_full", "not enough free disk space to continue the VM: its disk reserve cannot be put back");
+    }
+    const vm = this.vms.get(id);
+    if (vm?.stalled) {
+      // A fresh clock (it stood still) and RNG seed; its network is unchanged.
+      await continueStalled(vm.qmp, () => applyIdentity(vm.agent, spec, { network: false }), CONTINUE_TIMEOUT_MS);
+      vm.stalled = undefined;
+      this.opts.log.info({ id, ms: Date.now() - t0 }, "stalled VM continued");
+      return { id, pid: vm.pid, bootMs: Date.now() - t0 };
+    }
+    const f = this.frozen.get(id);
+    if (!f) throw new RuntimeError("not_running", `sandbox ${id} is not stalled`);
+    // The agent port takes one host connection: a handshake left waiting
+    // after a failed continue must not hold it for the next one.
+    const abort = new AbortController();
+    const agent = await continueStalled(f.qmp, async () => {
+      const a = await AgentClient.connect(f.paths.agent, { timeoutMs: CONTINUE_TIMEOUT_MS, signal: abort.signal });
+      try {
+        await applyIdentity(a, spec, { network: false });
+        return a;
+      } catch (err) {
+        a.close();
+        throw err;
+      }
+    }, CONTINUE_TIMEOUT_MS).catch((err: unknown) => {
+      abort.abort();
+      throw err;
+    });
+    this.frozen.delete(id);
+    const next: Vm = { id, pid: f.pid, paths: f.paths, tap: f.tap, memMib: f.memMib, agent, qmp: f.qmp, stopping: false, snap: f.snap };
+    this.vms.set(id, next);
+    this.watchAgent(next);
+    this.watchStall(next);
+    this.opts.log.info({ id, ms: Date.now() - t0 }, "stalled VM continued");
+    return { id, pid: f.pid, bootMs: Date.now() - t0 };
   }
 
   /**
@@ -543,11 +723,25 @@ export class QemuRuntime implements Runtime {
 
   /** Every POLL_MS: notice VMs gone without an exit event (re-attached ones), rotate consoles. */
   private async poll(): Promise<void> {
-    const rotate = ++this.ticks % 10 === 0;
     for (const vm of [...this.vms.values()]) {
       if (vm.stopping) continue;
       if (!(await isAlive(vm.pid))) await this.gone(vm, `VMM process ${vm.pid} is gone`);
-      else if (rotate) await rotateConsole(vm.paths, this.consoleMaxBytes);
+      // A stat per VM per poll: a guest flooding its console is caught within one poll.
+      else vm.consoleSize = await rotateConsole(vm.paths, this.consoleMaxBytes, vm.consoleSize);
+    }
+    for (const f of [...this.frozen.values()]) {
+      if (this.destroying.has(f.id) || (await isAlive(f.pid))) continue;
+      if (this.frozen.get(f.id) !== f) continue;
+      this.frozen.delete(f.id);
+      f.qmp.close();
+      await this.removeLeftovers(f.id, f.tap).catch((err: unknown) => this.opts.log.error({ id: f.id, err }, "cleanup after VM exit failed"));
+      for (const l of this.listeners) {
+        try {
+          l(f.id, `VMM process ${f.pid} is gone`);
+        } catch (err) {
+          this.opts.log.error({ id: f.id, err }, "onExit listener threw");
+        }
+      }
     }
   }
 }

@@ -30,6 +30,8 @@ export interface SnapshotOpsOptions {
   bootTimeoutMs: number;
   /** Whether the host has room for another `memMib` (pool refills ask). */
   hasRoom(memMib: number): boolean;
+  /** Throws (RuntimeError `disk_full`) unless the data dir has `needMib` free for `what` (template builds ask). */
+  admitDisk?(needMib: number, what: string): void;
 }
 
 export class SnapshotOps {
@@ -40,7 +42,7 @@ export class SnapshotOps {
   constructor(private readonly opts: SnapshotOpsOptions) {
     this.#d = opts.deps;
     if (opts.templates) {
-      this.#templates = new TemplateManager(opts.deps, opts.bootTimeoutMs);
+      this.#templates = new TemplateManager(opts.deps, opts.bootTimeoutMs, opts.admitDisk);
       const targets = opts.warm.filter((t) => t.size > 0);
       if (targets.length > 0) this.#pool = new WarmPool(opts.deps, { targets, templates: this.#templates, hasRoom: opts.hasRoom });
     }

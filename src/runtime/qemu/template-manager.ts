@@ -12,6 +12,9 @@ import type { SnapshotDeps } from "../snapshot/snapshot-vm.js";
 import { removeStaleTemplates, templateInputs } from "../snapshot/template-inputs.js";
 import { buildTemplate, loadTemplate, type Template } from "../snapshot/template.js";
 
+/** What a template build writes besides its RAM file (disk metadata, state), MiB. */
+const TEMPLATE_DISK_EXTRA_MIB = 64;
+
 /** A failed build is not retried for this long (ms). */
 const RETRY_AFTER_MS = 60_000;
 
@@ -26,6 +29,8 @@ export class TemplateManager {
   constructor(
     private readonly d: SnapshotDeps,
     private readonly bootTimeoutMs: number,
+    /** Throws unless the data dir has room for a build (its RAM file, disk and state); no check without it. */
+    private readonly admitDisk?: (needMib: number, what: string) => void,
   ) {}
 
   /** A name for `shape` alone (rootfs, vCPUs, RAM, disk), e.g. to group warm VMs. */
@@ -99,6 +104,8 @@ export class TemplateManager {
     try {
       const t0 = Date.now();
       const found = await loadTemplate(path.join(templatesDir(this.d.dataDir), key));
+      // A build writes the template's whole RAM file, its disk's metadata and its state.
+      if (!found) this.admitDisk?.(shape.memMib + TEMPLATE_DISK_EXTRA_MIB, `the template ${key}`);
       const t = found ?? (await buildTemplate(this.d, shape, this.bootTimeoutMs, this.#abort.signal));
       this.#ready.set(key, t);
       this.#failedAt.delete(key);

@@ -153,18 +153,33 @@ export async function consoleTail(paths: VmPaths, bytes = 2048): Promise<string>
 }
 
 /**
- * Keeps console.log under `maxBytes`: past it, the file's content moves to
- * console.log.1 (replacing the previous one) and console.log is truncated.
+ * Keeps a VM's console within twice `maxBytes` (called every runtime poll):
+ * console.log moves to console.log.1 (its last `maxBytes` only, replacing
+ * the previous one) and is truncated once it is past `maxBytes` — or would
+ * be by the next call at the pace it grew since the last one (whose
+ * result is `lastSize`), so a guest flooding its serial port stays within
+ * the bound as long as it writes less than `maxBytes` between two calls.
  * QEMU appends (O_APPEND), so it continues at the new end. Lines written
  * between the copy and the truncate are lost: acceptable for a console.
+ * Returns console.log's size afterwards (0 when it is missing).
  */
-export async function rotateConsole(paths: VmPaths, maxBytes: number): Promise<void> {
+export async function rotateConsole(paths: VmPaths, maxBytes: number, lastSize?: number): Promise<number> {
   try {
     const { size } = await stat(paths.console);
-    if (size <= maxBytes) return;
-    await writeFile(paths.consoleOld, await readFile(paths.console), { mode: 0o600 });
+    const grew = lastSize === undefined ? 0 : Math.max(size - lastSize, 0);
+    if (size + grew <= maxBytes) return size;
+    const keep = Math.min(size, maxBytes);
+    const tail = Buffer.alloc(keep);
+    const h = await open(paths.console, "r");
+    try {
+      await h.read(tail, 0, keep, size - keep);
+    } finally {
+      await h.close();
+    }
+    await writeFile(paths.consoleOld, tail, { mode: 0o600 });
     await truncate(paths.console, 0);
+    return 0;
   } catch {
-    // the VM is going away
+    return 0; // the VM is going away
   }
 }

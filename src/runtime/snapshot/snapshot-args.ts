@@ -8,7 +8,7 @@
  * VM restored from one template on the same `buildQemuArgs` shape (vcpu,
  * memMib, devices); only file paths, tap and MAC may differ.
  */
-import { buildQemuArgs, type QemuArgsInput } from "../qemu/qemu-args.js";
+import { buildQemuArgs, DISK_ERROR_POLICY, type QemuArgsInput } from "../qemu/qemu-args.js";
 
 /** Where guest RAM lives. */
 export type RamBacking =
@@ -43,7 +43,7 @@ export function buildSnapshotArgs(i: SnapshotArgsInput): string[] {
   const at = args.findIndex((a, n) => args[n - 1] === "-drive" && a.startsWith("id=disk,"));
   if (at < 0) throw new Error("buildQemuArgs no longer has a drive id=disk: update buildSnapshotArgs");
   // discard=unmap keeps the qcow2 overlay small when the guest trims.
-  args[at] = `id=disk,file=${opt(i.disk.file)},format=${i.disk.format},if=none,discard=unmap`;
+  args[at] = `id=disk,file=${opt(i.disk.file)},format=${i.disk.format},if=none,discard=unmap,${DISK_ERROR_POLICY}`;
   if (i.ram.file !== undefined) {
     args.push(
       "-object",

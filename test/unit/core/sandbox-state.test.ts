@@ -13,7 +13,7 @@ import {
 /** The allowed moves, written out independently of the implementation. */
 const ALLOWED = new Set<string>([
   "creating>running", "creating>failed", "creating>destroying",
-  "running>pausing", "running>destroying", "running>failed",
+  "running>pausing", "running>destroying", "running>failed", "running>error",
   "pausing>paused", "pausing>running", "pausing>error", "pausing>failed", "pausing>destroying",
   "paused>resuming", "paused>forking", "paused>destroying", "paused>failed",
   "resuming>running", "resuming>paused", "resuming>error", "resuming>failed", "resuming>destroying",

@@ -105,3 +105,13 @@ test("socket path length is checked against the unix limit", () => {
   assert.doesNotThrow(() => checkSocketPathLength("/var/lib/hutch"));
   assert.throws(() => checkSocketPathLength("/" + "x".repeat(70)), /too long/);
 });
+
+test("the writable disk stops the VM on ENOSPC (request kept for cont) and reports other errors; also in snapshot VMs", async () => {
+  const a = buildQemuArgs(input());
+  const disk = values(a, "-drive")[1]!;
+  assert.match(disk, /,werror=enospc,rerror=report$/);
+  assert.ok(!values(a, "-drive")[0]!.includes("werror"), "the read-only base needs no write policy");
+  const { buildSnapshotArgs } = await import("../../../src/runtime/snapshot/snapshot-args.js");
+  const s = buildSnapshotArgs({ ...input(), ram: { anon: "object" }, disk: { file: "/d/overlay.qcow2", format: "qcow2" }, incoming: true });
+  assert.equal(values(s, "-drive")[1], "id=disk,file=/d/overlay.qcow2,format=qcow2,if=none,discard=unmap,werror=enospc,rerror=report");
+});

@@ -29,6 +29,25 @@ test("console rotation keeps the file bounded and the tail readable", async () =
   assert.ok(tail.length <= 200);
 });
 
+test("console rotation: console.log.1 keeps only the last maxBytes; a fast-growing console is rotated before it passes the bound", async () => {
+  const p = vmPaths(dataDir, "sb_01JABCDEFGHJKMNPQRSTVWXYZ1");
+  await mkdir(p.dir, { recursive: true });
+  await writeFile(p.console, "x".repeat(50_000) + "the newest bytes\n");
+  assert.equal(await rotateConsole(p, 1000), 0);
+  const old = await readFile(p.consoleOld, "utf8");
+  assert.equal(old.length, 1000, "a flood past the bound does not all land in console.log.1");
+  assert.match(old, /the newest bytes\n$/);
+  // 600 bytes since the last call (at 0): at that pace the next call would find 1200 > 1000.
+  await writeFile(p.console, "y".repeat(600));
+  assert.equal(await rotateConsole(p, 1000, 0), 0, "rotated ahead of the bound");
+  // A slow writer is left alone until it nears the bound.
+  await writeFile(p.console, "z".repeat(300));
+  assert.equal(await rotateConsole(p, 1000, 200), 300);
+  assert.equal(await rotateConsole(p, 1000, undefined), 300);
+  await rm(p.dir, { recursive: true });
+  assert.equal(await rotateConsole(p, 1000, 300), 0, "a VM going away");
+});
+
 test("isAlive, isVmmOf and killAndWait on a real process", async () => {
   const marker = path.join(dataDir, "sandboxes", "sb_X");
   // A stand-in VMM: its argv names a file in the VM directory, as QEMU's does.
