@@ -10,7 +10,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir } from "node:fs/promises";
+import { readdir, readFile, readlink, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Sandbox } from "@nodeops-createos/sandbox";
 import { api, pidsMentioning, startServer, templateBuilt, waitFor, type TestServer } from "./support/server.js";
@@ -34,8 +34,21 @@ async function waitStatus(server: TestServer, id: string, want: string, timeoutM
   await waitFor(async () => ((await status(server, id)) === want ? true : undefined), timeoutMs, `${id} ${want}`);
 }
 
-async function templateReady(server: TestServer): Promise<void> {
-  await templateBuilt(server.dataDir, TEMPLATE);
+async function templateReady(server: TestServer): Promise<string> {
+  return templateBuilt(server.dataDir, TEMPLATE);
+}
+
+/** Access modes (O_ACCMODE of /proc/PID/fdinfo) of the descriptors sandbox `id`'s QEMU holds on `file`. */
+async function openModes(server: TestServer, id: string, file: string): Promise<number[]> {
+  const pid = Number((await readFile(join(server.dataDir, "sandboxes", id, "qemu.pid"), "utf8")).trim());
+  const modes: number[] = [];
+  for (const fd of await readdir(`/proc/${pid}/fd`)) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => "");
+    if (!target.endsWith(file)) continue;
+    const flags = /^flags:\s+([0-7]+)$/m.exec(await readFile(`/proc/${pid}/fdinfo/${fd}`, "utf8"))![1]!;
+    modes.push(parseInt(flags, 8) & 3);
+  }
+  return modes;
 }
 
 describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
@@ -43,10 +56,11 @@ describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
   let sb: Sandbox;
   let idle: Sandbox;
   let idleSince = 0;
+  let templateDir = "";
 
   before(async () => {
     server = await startServer({ HUTCH_TEMPLATES: "on", HUTCH_POOL_ROOTFS: ROOTFS, HUTCH_POOL_SIZE: "1", HUTCH_AUTO_PAUSE_CHECK_MS: "1000" });
-    await templateReady(server);
+    templateDir = await templateReady(server);
     await waitFor(async () => (server.output().includes("warm VM ready") ? true : undefined), 120_000, "warm VM");
     sb = await server.client.createSandbox({ shape: SHAPE, rootfs: ROOTFS, name: "snap-src", envs: { WHO: "parent" } });
     // Auto-pause set live by PATCH; checked at the end of the suite (≥ 60 s later).
@@ -79,6 +93,13 @@ describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
     // The first create took the warm VM, the others restored the template.
     assert.match(server.output(), /"how":"pool"[^\n]*VM started from snapshot/);
     assert.match(server.output(), /"how":"template"[^\n]*VM started from snapshot/);
+    if (process.getuid?.() === 0) {
+      // Jailed (as root): every clone maps the template's RAM copy-on-write
+      // through a read-only descriptor, and no VMM uid may write the file.
+      const mem = join(templateDir, "mem");
+      assert.equal((await stat(mem)).mode & 0o777, 0o440);
+      for (const b of boxes) assert.deepEqual(await openModes(server, b.id, "/mem"), [0], `${b.id}: one O_RDONLY descriptor on the template's RAM`);
+    }
     await boxes[2]!.destroy();
   });
 

@@ -30,7 +30,7 @@ import type { Accel } from "../host-info.js";
 import type { RuntimeLogger } from "./runtime-logger.js";
 import { removeCgroups, VmmCgroups, type CgroupLimits } from "./vmm-cgroups.js";
 import { jailArgv, jailFstab, mergedUsrLinks } from "./vmm-jail-argv.js";
-import { buildJailer } from "./vmm-jailer.js";
+import { buildJailer, roRamShim } from "./vmm-jailer.js";
 
 /** First id of the reserved range: the shared VMM gid; uids are base + 1, base + 2, … */
 export const VMM_ID_BASE = 2_000_000;
@@ -65,12 +65,15 @@ export interface JailSpec {
   /** Directories or files bound read-only (kernel, initrd, base images, the QEMU binary's dir). */
   readOnly: string[];
   /**
-   * Template directories the VM maps RAM from and reads disks of. Bound
-   * read-write: QEMU 7.2 opens a share=off RAM file O_RDWR (8.2+ falls back
-   * to O_RDONLY), so the RAM file is group-writable (root:VMM gid, 0660),
-   * the rest group-readable (0440).
+   * Template directories the VM maps RAM from and reads disks of: their
+   * files root:VMM gid, group-readable (0440). QEMU 7.2 opens a share=off
+   * RAM file O_RDWR (8.2+ falls back to O_RDONLY); the preloaded shim
+   * (`roRam`) makes it O_RDONLY. Without the shim the RAM files must be
+   * group-writable (0660).
    */
   shared: string[];
+  /** The RAM file this launch maps copy-on-write (share=off), opened read-only through the shim. */
+  roRam?: string;
 }
 
 /** One launch's jail: the argv prefix (after `ip netns exec NS`), its env, and its release. */
@@ -103,6 +106,10 @@ export class VmmJail {
   private readonly dir: string;
   private readonly root: string;
   private readonly leases = new Map<string, string>();
+  /** libhutch-ro-ram.so (vmm-jailer.ts roRamShim), built with the jailer. */
+  private readonly shim: string | undefined;
+  /** Mode of shared copy-on-write RAM files: read-only when the shim opens them so. */
+  private readonly ramMode: number;
   private lock: Promise<unknown> = Promise.resolve();
 
   private constructor(
@@ -111,6 +118,8 @@ export class VmmJail {
     private readonly links: string[],
     private readonly jailer: string | undefined,
   ) {
+    this.shim = jailer ? roRamShim(jailer) : undefined;
+    this.ramMode = this.shim ? 0o440 : 0o660;
     this.dir = path.join(path.resolve(opts.dataDir), "jail");
     this.root = path.join(this.dir, "root");
   }
@@ -154,7 +163,9 @@ export class VmmJail {
       rec.cgroups = this.cgroups ? await this.cgroups.create(spec.id, limits) : [];
       await this.writeRecord(rec);
       const fstab = path.join(this.dir, `${spec.id}.fstab`);
-      await writeFile(fstab, jailFstab(this.root, spec), { mode: 0o600 });
+      const shim = spec.roRam !== undefined ? this.shim : undefined;
+      const view = shim ? { ...spec, readOnly: [...spec.readOnly, path.dirname(shim)] } : spec;
+      await writeFile(fstab, jailFstab(this.root, view), { mode: 0o600 });
       this.leases.set(spec.id, token);
       const prefix = jailArgv({
         root: this.root, fstab, links: this.links, uid, gid: this.gid, accel: spec.accel, cgroups: rec.cgroups,
@@ -164,7 +175,7 @@ export class VmmJail {
         id: spec.id,
         uid,
         prefix,
-        env: { PATH: PATH_ENV },
+        env: { PATH: PATH_ENV, ...(shim ? { LD_PRELOAD: shim, HUTCH_RO_RAM: spec.roRam } : {}) },
         release: () => this.release(spec.id, token),
       };
     });
@@ -234,21 +245,21 @@ export class VmmJail {
       if (!st.isFile()) continue;
       if (SHARED_FILE.test(name) || st.nlink > 1) {
         await chown(f, 0, this.gid);
-        // A share=off RAM file must open O_RDWR in QEMU 7.2 (see JailSpec.shared).
-        await chmod(f, name === "mem.base" ? 0o660 : 0o440);
+        // A share=off RAM file: writable only when no shim opens it read-only (see JailSpec.shared).
+        await chmod(f, name === "mem.base" ? this.ramMode : 0o440);
       } else {
         await chown(f, uid, this.gid);
       }
     }
   }
 
-  /** A template directory: root:gid, group may enter and read, RAM file group-writable. */
+  /** A template directory: root:gid, group may enter and read (the RAM file: `ramMode`). */
   private async shareDir(dir: string): Promise<void> {
     await fixOwner(dir, this.gid, 0o750);
     for (const name of await readdir(dir)) {
       const f = path.join(dir, name);
       const st = await lstat(f);
-      if (st.isFile()) await fixOwner(f, this.gid, name === "mem" ? 0o660 : 0o440);
+      if (st.isFile()) await fixOwner(f, this.gid, name === "mem" ? this.ramMode : 0o440);
     }
   }
 
@@ -314,11 +325,13 @@ export interface LaunchFiles {
   binary: string;
   /** Template directories (see JailSpec.shared). */
   shared?: string[];
+  /** See JailSpec.roRam. */
+  roRam?: string;
 }
 
 /** The JailSpec of a launch: kernel, initrd and base image read-only, an absolute binary's directory too. */
 export function jailSpecFor(f: LaunchFiles): JailSpec {
   const readOnly = [path.dirname(f.kernel.vmlinux), path.dirname(f.kernel.initrd), path.dirname(f.rootfsPath)];
   if (path.isAbsolute(f.binary)) readOnly.push(path.dirname(f.binary));
-  return { id: f.id, dir: f.dir, vcpu: f.vcpu, memMib: f.memMib, accel: f.accel, readOnly, shared: f.shared ?? [] };
+  return { id: f.id, dir: f.dir, vcpu: f.vcpu, memMib: f.memMib, accel: f.accel, readOnly, shared: f.shared ?? [], ...(f.roRam !== undefined ? { roRam: f.roRam } : {}) };
 }

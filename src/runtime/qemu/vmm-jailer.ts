@@ -27,3 +27,14 @@ export async function buildJailer(log: RuntimeLogger, dir = JAILER_DIR): Promise
     return undefined;
   }
 }
+
+/**
+ * The read-only RAM shim built beside `jailer` (jailer/ro-ram.c), if it is
+ * there: preloaded into a jailed QEMU so the copy-on-write RAM file it maps
+ * (a template's `mem`, a fork's `mem.base`) is opened O_RDONLY and can stay
+ * unwritable by every VMM uid.
+ */
+export function roRamShim(jailer: string): string | undefined {
+  const so = path.join(path.dirname(jailer), "libhutch-ro-ram.so");
+  return existsSync(so) ? so : undefined;
+}

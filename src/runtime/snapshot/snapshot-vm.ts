@@ -111,6 +111,7 @@ export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_0
   const jail = d.jail ? await d.jail.prepare(jailSpecFor({
     id: i.id, dir: i.paths.dir, vcpu: i.vcpu, memMib: i.memMib, accel: d.accel, kernel: d.images.kernel(),
     rootfsPath: d.images.rootfs(i.rootfs).path, binary, shared: sharedDirs(d, i),
+    ...(i.ram.file !== undefined && !i.ram.share ? { roRam: i.ram.file } : {}),
   })) : undefined;
   i.timer?.lap("jail");
   let child: ChildProcess;

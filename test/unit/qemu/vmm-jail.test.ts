@@ -9,7 +9,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { spawn } from "node:child_process";
 import { jailSpecFor, VMM_ID_BASE, VmmJail, type JailSpec } from "../../../src/runtime/qemu/vmm-jail.js";
-import { buildJailer } from "../../../src/runtime/qemu/vmm-jailer.js";
+import { buildJailer, roRamShim } from "../../../src/runtime/qemu/vmm-jailer.js";
 
 const log = { debug() {}, info() {}, warn() {}, error() {} };
 const root = process.getuid?.() === 0;
@@ -137,6 +137,52 @@ describe("VmmJail", { skip: !root && "needs root (chown)" }, () => {
     assert.deepEqual(await mode(path.join(dirOf(A), "mem.base")), [0, VMM_ID_BASE, 0o660]);
     assert.deepEqual(await mode(path.join(dirOf(A), "state")), [0, VMM_ID_BASE, 0o440], "hard-linked into B: not A's");
     await l.release();
+  });
+
+  test("with the RAM shim, shared RAM files are read-only and the jailed program opens them O_RDONLY", async () => {
+    const bin = await buildJailer(log);
+    assert.ok(bin, "jailer/ builds");
+    const shim = roRamShim(bin);
+    assert.ok(shim, "the shim is built beside the jailer");
+    const withShim = await VmmJail.create({ dataDir, netns: "unit", log, cgroups: false, jailer: bin });
+    const tpl = path.join(dataDir, "templates", "t2");
+    await mkdir(tpl, { recursive: true, mode: 0o700 });
+    const mem = path.join(tpl, "mem");
+    await writeFile(mem, "template ram", { mode: 0o600 });
+    await writeFile(path.join(dirOf(A), "mem.base"), "x", { mode: 0o600 });
+    const l = await withShim.prepare(spec(A, { readOnly: [], shared: [tpl], roRam: mem }));
+    const mode = async (f: string) => (await stat(f)).mode & 0o777;
+    assert.equal(await mode(mem), 0o440, "no VMM uid may write the template's RAM");
+    assert.equal(await mode(path.join(dirOf(A), "mem.base")), 0o440);
+    assert.deepEqual(l.env, { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin", LD_PRELOAD: shim, HUTCH_RO_RAM: mem });
+    // What QEMU 7.2 does with a share=off RAM file, from inside the jail as the VM's uid:
+    // open O_RDWR. The shim turns it into O_RDONLY; without it, EACCES.
+    const probe = `import os, fcntl
+fd = os.open(${JSON.stringify(mem)}, os.O_RDWR)
+print("rdonly" if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY else "rw", os.read(fd, 64).decode())
+try:
+    os.write(fd, b"evil"); print("written")
+except OSError as e:
+    print("write refused")`;
+    const runJailed = (env: NodeJS.ProcessEnv) => new Promise<{ code: number | null; out: string }>((resolve) => {
+      const argv = l.prefix([]);
+      const c = spawn(argv[0]!, [...argv.slice(1), "python3", "-c", probe], { env, stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      c.stdout!.on("data", (b: Buffer) => (out += b.toString()));
+      c.stderr!.on("data", (b: Buffer) => (out += b.toString()));
+      c.once("exit", (code) => resolve({ code, out }));
+    });
+    try {
+      const withPreload = await runJailed(l.env);
+      assert.equal(withPreload.code, 0, withPreload.out);
+      assert.equal(withPreload.out.trim().split("\n").join(" | "), "rdonly template ram | write refused");
+      const without = await runJailed({ PATH: l.env.PATH });
+      assert.notEqual(without.code, 0);
+      assert.match(without.out, /PermissionError/);
+      assert.equal(await readFile(mem, "utf8"), "template ram");
+    } finally {
+      await l.release();
+    }
   });
 
   test("a uid reserved with the tap is the launch's; a stale release leaves a newer launch alone", async () => {
