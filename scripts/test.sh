@@ -8,6 +8,8 @@ echo "==> typecheck"
 npx tsc -p tsconfig.json --noEmit
 echo "==> agent golden frames (C decoder)"
 make -s -C agent test
+echo "==> VMM jailer and its read-only RAM shim (built once; a server would build them too)"
+make -s -C jailer
 echo "==> images (cached after the first build)"
 node dist/cli/main.js images build
 echo "==> tests"
