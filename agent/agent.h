@@ -37,6 +37,7 @@ struct agent {
     int64_t partial_since;  /* when the incomplete frame at in[0] was first seen; 0: none */
     int have_session;
     uint8_t nonce[HP_NONCE_SIZE];
+    uint32_t proto; /* protocol version agreed with the current host (HELLO) */
     int sigfd;
     struct env_list envs; /* sandbox envs from CONFIGURE, for every exec */
     struct exec *execs;
@@ -76,6 +77,7 @@ void handle_configure(struct agent *a, uint32_t chan, struct rd *r);
 void exec_start(struct agent *a, uint32_t chan, struct rd *r);
 void exec_stdin(struct agent *a, uint32_t chan, const uint8_t *p, uint32_t n, int eof);
 int exec_kill(struct agent *a, uint32_t chan);
+int exec_credit(struct agent *a, uint32_t chan, uint32_t bytes); /* -1: not an exec */
 void exec_reap(struct agent *a, pid_t pid, int status);
 void exec_detach_all(struct agent *a);
 /* pollfd registration and servicing, see main.c */

@@ -14,7 +14,9 @@ void session_reset(struct agent *a) {
 }
 
 /* HELLO: u32 version, bytes nonce. A new nonce means a new host connection:
- * the old one's channels are dropped and its queued output discarded. */
+ * the old one's channels are dropped and its queued output discarded. The
+ * answer carries the version both ends speak from now on: the lower of the
+ * host's and ours (an older host gets the protocol it knows). */
 static void handle_hello(struct agent *a, uint32_t chan, struct rd *r) {
     uint32_t version = rd_u32(r), n;
     const uint8_t *nonce = rd_bytes(r, &n);
@@ -22,15 +24,17 @@ static void handle_hello(struct agent *a, uint32_t chan, struct rd *r) {
         conn_send_error(a, chan, EPROTO, "bad HELLO");
         return;
     }
+    uint32_t agreed = version < HP_VERSION ? version : HP_VERSION;
     if (!a->have_session || memcmp(a->nonce, nonce, HP_NONCE_SIZE) != 0) {
         session_reset(a);
         a->out.len = 0;
         memcpy(a->nonce, nonce, HP_NONCE_SIZE);
         a->have_session = 1;
-        LOG_INFO("host hello (protocol %u)", version);
+        a->proto = agreed;
+        LOG_INFO("host hello (protocol %u, speaking %u)", version, agreed);
     }
     struct buf b = {0};
-    if (!put_u32(&b, HP_VERSION) && !put_bytes(&b, nonce, HP_NONCE_SIZE) && !put_str(&b, AGENT_VERSION))
+    if (!put_u32(&b, a->proto) && !put_bytes(&b, nonce, HP_NONCE_SIZE) && !put_str(&b, AGENT_VERSION))
         conn_send(a, HP_HELLO, chan, b.data, b.len);
     buf_free(&b);
 }
@@ -79,7 +83,9 @@ void dispatch_frame(struct agent *a, uint16_t type, uint32_t chan, const uint8_t
         break;
     case HP_CREDIT: {
         uint32_t bytes = rd_u32(&r);
-        if (rd_done(&r) == 0 && tcp_credit(a, chan, bytes) < 0 && pty_credit(a, chan, bytes) < 0) file_credit(a, chan, bytes);
+        if (rd_done(&r) == 0 && tcp_credit(a, chan, bytes) < 0 && pty_credit(a, chan, bytes) < 0 &&
+            exec_credit(a, chan, bytes) < 0)
+            file_credit(a, chan, bytes);
         break;
     }
     case HP_TCP_CONNECT:

@@ -2,7 +2,9 @@
  * Commands: fork + setsid + execve with the child's own PATH, non-blocking
  * pipes for stdin/stdout/stderr, EXIT once the main process is gone and its
  * pipes reached EOF (or HP_EXIT_GRACE_MS passed: a background child may
- * hold them open forever).
+ * hold them open forever). With a host of protocol >= HP_VERSION_EXEC_CREDIT,
+ * output goes out within a window (HP_EXEC_WINDOW, topped up by CREDIT):
+ * out of credit, the pipes are not read and the command blocks on its write.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,6 +36,9 @@ struct exec {
     int in_fd, out_fd, err_fd;
     struct buf stdin_buf;
     int stdin_eof;
+    int credited;      /* output within the window the host tops up with CREDIT */
+    uint64_t credit;   /* STDOUT+STDERR bytes we may still send */
+    int64_t stall_ms;  /* exited and held for credit since then; 0: not held */
 };
 
 static struct exec *find_exec(struct agent *a, uint32_t chan) {
@@ -106,6 +111,8 @@ void exec_start(struct agent *a, uint32_t chan, struct rd *r) {
         } else {
             e->chan = chan;
             e->attached = 1;
+            e->credited = a->proto >= HP_VERSION_EXEC_CREDIT;
+            e->credit = HP_EXEC_WINDOW;
             e->in_fd = e->out_fd = e->err_fd = -1;
             if (spawn(a, e, argv, &env, dir) == 0) {
                 e->next = a->execs;
@@ -149,6 +156,17 @@ void exec_stdin(struct agent *a, uint32_t chan, const uint8_t *p, uint32_t n, in
     flush_stdin(e);
 }
 
+int exec_credit(struct agent *a, uint32_t chan, uint32_t bytes) {
+    struct exec *e = find_exec(a, chan);
+    if (!e) return -1;
+    if (e->credit < (1ull << 40)) e->credit += bytes;
+    return 0;
+}
+
+/* Output is held for the host's credit (a detached command's output is
+ * discarded, so nothing holds it). */
+static int held(const struct exec *e) { return e->attached && e->credited && e->credit == 0; }
+
 int exec_kill(struct agent *a, uint32_t chan) {
     struct exec *e = find_exec(a, chan);
     if (!e) return -1;
@@ -180,22 +198,30 @@ void exec_detach_all(struct agent *a) {
 void exec_poll_add(struct agent *a, struct pollset *ps) {
     int open_tap = !conn_congested(a);
     for (struct exec *e = a->execs; e; e = e->next) {
-        if (e->out_fd >= 0 && open_tap) pollset_add(ps, e->out_fd, POLLIN, e, ROLE_STDOUT);
-        if (e->err_fd >= 0 && open_tap) pollset_add(ps, e->err_fd, POLLIN, e, ROLE_STDERR);
+        int tap = open_tap && !held(e);
+        if (e->out_fd >= 0 && tap) pollset_add(ps, e->out_fd, POLLIN, e, ROLE_STDOUT);
+        if (e->err_fd >= 0 && tap) pollset_add(ps, e->err_fd, POLLIN, e, ROLE_STDERR);
         if (e->in_fd >= 0 && e->stdin_buf.len) pollset_add(ps, e->in_fd, POLLOUT, e, ROLE_STDIN);
     }
 }
 
-/* Reads one chunk of output; closes the pipe at EOF. 1 when data was read. */
+/* Reads one chunk of output, within credit; closes the pipe at EOF. 1 when
+ * data was read. */
 static int pump(struct agent *a, struct exec *e, int *fd, uint16_t type) {
     static uint8_t chunk[HP_CHUNK_SIZE];
-    ssize_t n = read(*fd, chunk, sizeof chunk);
+    size_t want = sizeof chunk;
+    if (held(e)) return 0;
+    if (e->attached && e->credited && e->credit < want) want = (size_t)e->credit;
+    ssize_t n = read(*fd, chunk, want);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
     if (n <= 0) {
         close_fd(fd);
         return 0;
     }
-    if (e->attached) conn_send(a, type, e->chan, chunk, (size_t)n);
+    if (e->attached) {
+        conn_send(a, type, e->chan, chunk, (size_t)n);
+        if (e->credited) e->credit -= (uint64_t)n;
+    }
     return 1;
 }
 
@@ -231,6 +257,18 @@ void exec_service(struct agent *a, int64_t *timeout_ms) {
     for (struct exec **pp = &a->execs; *pp;) {
         struct exec *e = *pp;
         if (e->exited) {
+            /* The grace runs only while output may flow: what the command
+             * printed before it exited waits in its pipes for the host's
+             * credit however slow the host is. */
+            if (held(e) && (e->out_fd >= 0 || e->err_fd >= 0)) {
+                if (!e->stall_ms) e->stall_ms = now;
+                pp = &e->next;
+                continue;
+            }
+            if (e->stall_ms) {
+                e->exit_ms += now - e->stall_ms;
+                e->stall_ms = 0;
+            }
             int64_t left = e->exit_ms + HP_EXIT_GRACE_MS - now;
             if ((e->out_fd < 0 && e->err_fd < 0) || left <= 0) {
                 finish(a, e);

@@ -1,12 +1,17 @@
 /*
- * Hutch agent wire protocol, version 1. Described in docs/agent-protocol.md;
+ * Hutch agent wire protocol, version 2. Described in docs/agent-protocol.md;
  * mirrored name for name in src/runtime/agent/protocol.ts. Any change to the
  * bytes on the wire bumps HP_VERSION.
  */
 #ifndef HUTCH_PROTOCOL_H
 #define HUTCH_PROTOCOL_H
 
-#define HP_VERSION 1u
+#define HP_VERSION 2u
+/* Oldest version still spoken: the agent answers HELLO with the lower of the
+ * host's version and its own, and both ends speak that from then on. */
+#define HP_MIN_VERSION 1u
+/* From this version on, exec output flows within HP_EXEC_WINDOW (CREDIT). */
+#define HP_VERSION_EXEC_CREDIT 2u
 /* Name of the virtio serial port the agent looks for (else /dev/hvc0). */
 #define HP_PORT_NAME "hutch.agent"
 /* "HTCH" read as a big-endian u32: the first 4 bytes of every frame. */
@@ -21,6 +26,9 @@
 #define HP_READ_WINDOW (256u * 1024u)
 /* TCP_DATA bytes either end may send on a relay channel before CREDIT. */
 #define HP_TCP_WINDOW (256u * 1024u)
+/* STDOUT+STDERR bytes the agent may send on an exec channel before CREDIT
+ * (protocol >= HP_VERSION_EXEC_CREDIT): a slow consumer holds the command. */
+#define HP_EXEC_WINDOW (512u * 1024u)
 #define HP_NONCE_SIZE 16u
 /* A frame whose bytes stop arriving for this long is dropped (resync). */
 #define HP_STALL_MS 500u

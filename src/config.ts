@@ -93,7 +93,8 @@ export interface Config {
   consoleMaxBytes: number;
   /** HUTCH_EXEC_MAX_OUTPUT_BYTES (default 16 MiB): a buffered exec printing more is killed, its output truncated. */
   execMaxOutputBytes: number;
-  /** HUTCH_EXEC_STREAM_BACKLOG_BYTES (default 8 MiB): a streaming exec whose client falls this far behind is killed. */
+  /** HUTCH_EXEC_STREAM_BACKLOG_BYTES (default 8 MiB): a streaming exec whose client falls this far behind is killed
+   *  (only reachable with an agent without exec credit, i.e. an older image: otherwise the command waits for the client). */
   execStreamBacklogBytes: number;
 }
 

@@ -15,6 +15,8 @@ export interface ApiSettings {
   /**
    * Most NDJSON a streaming exec holds for a client that reads slower than
    * the command prints; past it the command is killed (default EXEC_STREAM_BACKLOG_BYTES).
+   * A safety net for agents without exec credit (older images): with credit a
+   * slow client holds the command and the backlog stays within a window.
    */
   execStreamBacklogBytes?: number;
   /** Largest JSON body, bytes (1 MiB). */

@@ -68,6 +68,16 @@ export interface ExecRequest {
 export interface ExecOutput {
   onStdout(chunk: Buffer): void;
   onStderr(chunk: Buffer): void;
+  /**
+   * Optional backpressure, asked after each chunk: a promise means the
+   * consumer is behind, and the command's output is held back (the command
+   * blocks on its write in the guest) until it resolves; only what was
+   * already under way (a bounded window) still arrives meanwhile. Absent or
+   * undefined: output is taken as fast as it comes. A guest whose agent
+   * predates this (an older image) ignores it, so callers still bound what
+   * they hold.
+   */
+  ready?(): Promise<void> | undefined;
 }
 
 export interface ExecOutcome {

@@ -14,12 +14,13 @@ import { AgentClient } from "../../src/runtime/agent/agent-client.js";
 import type { ExecOutcome, ExecRequest } from "../../src/runtime/runtime.js";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-export const AGENT_BIN = path.join(repo, "agent/build/hutch-agent");
+/** The agent under test: agent/build/hutch-agent, or a prebuilt one from $HUTCH_TEST_AGENT_BIN. */
+export const AGENT_BIN = process.env.HUTCH_TEST_AGENT_BIN || path.join(repo, "agent/build/hutch-agent");
 
 let built = false;
-/** `make -C agent` once per process. */
+/** `make -C agent` once per process (not with $HUTCH_TEST_AGENT_BIN). */
 export function buildAgent(): void {
-  if (built) return;
+  if (built || process.env.HUTCH_TEST_AGENT_BIN) return;
   execFileSync("make", ["-s", "-C", path.join(repo, "agent")], { stdio: "inherit" });
   built = true;
 }

@@ -24,6 +24,7 @@ import {
   HP_CONFIGURE,
   HP_ERROR,
   HP_HELLO,
+  HP_MIN_VERSION,
   HP_NONCE_SIZE,
   HP_OK,
   HP_PING,
@@ -68,6 +69,7 @@ export class AgentClient {
   #resolveClosed!: (reason: Error | undefined) => void;
   #onHello: ((f: Frame) => void) | null = null;
   #agentVersion = "";
+  #protocolVersion = HP_VERSION;
   #lastHeard = Date.now();
 
   /** Resolves (never rejects) when the connection is gone, with the reason
@@ -90,6 +92,12 @@ export class AgentClient {
   /** Version string the agent reported in its HELLO. */
   get agentVersion(): string {
     return this.#agentVersion;
+  }
+
+  /** Protocol version both ends speak: the agent's answer to our HELLO
+   *  (lower than HP_VERSION for the agent of an older image). */
+  get protocolVersion(): number {
+    return this.#protocolVersion;
   }
 
   /**
@@ -160,9 +168,12 @@ export class AgentClient {
       void this.closed.then(onClosed);
       this.#onHello = (f) => {
         const reply = decodeHelloReply(f.payload);
-        if (reply.version !== HP_VERSION) {
-          return done(new RuntimeError("agent_error", `agent speaks protocol ${reply.version}, host ${HP_VERSION}`));
+        // An agent of an older image answers with its own (lower) version; a
+        // current one with the lower of ours and its own.
+        if (reply.version < HP_MIN_VERSION || reply.version > HP_VERSION) {
+          return done(new RuntimeError("agent_error", `agent speaks protocol ${reply.version}, host ${HP_MIN_VERSION}..${HP_VERSION}`));
         }
+        this.#protocolVersion = reply.version;
         this.#agentVersion = reply.agentVersion;
         done();
       };
@@ -309,6 +320,8 @@ export class AgentClient {
    * Runs a command. Resolves with its outcome, also when it could not be
    * started (`error` set, exit 126/127) or was killed. Aborting `signal`
    * kills its process group (SIGKILL); the outcome then reports signal 9.
+   * `out.ready` holds the command back while the consumer is behind (an
+   * agent of protocol 1 ignores it: its output comes as fast as it is printed).
    */
   async exec(req: ExecRequest, out: ExecOutput, signal?: AbortSignal): Promise<ExecOutcome> {
     this.#assertOpen();

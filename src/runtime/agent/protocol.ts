@@ -4,7 +4,12 @@
  * Any change to the bytes on the wire bumps `HP_VERSION` on both sides.
  */
 
-export const HP_VERSION = 1;
+export const HP_VERSION = 2;
+/** Oldest agent protocol the host still speaks: the agent answers HELLO with
+ *  the lower of the host's version and its own (agents in older images say 1). */
+export const HP_MIN_VERSION = 1;
+/** From this version on, exec output flows within `HP_EXEC_WINDOW` (CREDIT). */
+export const HP_VERSION_EXEC_CREDIT = 2;
 /** Name of the virtio serial port the agent looks for (`-device virtserialport,name=…`). */
 export const HP_PORT_NAME = "hutch.agent";
 /** "HTCH" as a big-endian u32: the first 4 bytes of every frame. */
@@ -19,6 +24,9 @@ export const HP_CHUNK_SIZE = 64 * 1024;
 export const HP_READ_WINDOW = 256 * 1024;
 /** TCP_DATA bytes either end may send on a relay channel before a CREDIT. */
 export const HP_TCP_WINDOW = 256 * 1024;
+/** STDOUT+STDERR bytes the agent may send on an exec channel before a CREDIT
+ *  (protocol >= `HP_VERSION_EXEC_CREDIT`): a slow consumer holds the command. */
+export const HP_EXEC_WINDOW = 512 * 1024;
 export const HP_NONCE_SIZE = 16;
 /** The agent drops a partial frame whose bytes stop arriving this long. */
 export const HP_STALL_MS = 500;
