@@ -7,13 +7,13 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Sandbox } from "@nodeops-createos/sandbox";
 import { api, startServer, waitFor, type TestServer } from "./support/server.js";
+import { VmHost } from "./support/vm-host.js";
 
 const run = promisify(execFile);
 const MINIMAL = { shape: "s-1vcpu-256mb", rootfs: "minimal:1", disk_mib: 1024 } as const;
@@ -66,31 +66,14 @@ describe("faults (minimal:1, jailed)", () => {
   let garbled: Sandbox;
   let bystander: Sandbox;
   let work: string;
-  const dir = (id: string) => join(server.dataDir, "sandboxes", id);
-  const pidOf = async (id: string) => Number((await readFile(join(dir(id), "qemu.pid"), "utf8")).trim());
-  const status = async (id: string) => (await api(server, "GET", `/v1/sandboxes/${id}`)).json?.data?.status as string;
-  const tapOf = async (id: string) => (JSON.parse(await readFile(join(dir(id), "meta.json"), "utf8")) as { tap: string }).tap;
-
-  /** Nothing of a dead VM is left: process, directory, tap, cgroup, jail record. */
-  async function assertNoLeftovers(id: string, pid: number, tap: string, memCgroup: string): Promise<void> {
-    await waitFor(async () => (existsSync(dir(id)) ? undefined : true), 10_000, `${id}'s directory removed`);
-    assert.ok(!existsSync(`/proc/${pid}`), "no VMM process");
-    const link = await run("ip", ["-n", server.netns, "link", "show", "dev", tap]).then(() => "present", () => "gone");
-    assert.equal(link, "gone", `tap ${tap}`);
-    assert.ok(!existsSync(memCgroup), `cgroup ${memCgroup}`);
-    assert.ok(!(await readdir(join(server.dataDir, "jail"))).some((f) => f.startsWith(id)), "no jail record");
-  }
-
-  async function memCgroupOf(pid: number): Promise<string> {
-    const line = (await readFile(`/proc/${pid}/cgroup`, "utf8")).split("\n").find((l) => l.split(":")[1] === "memory");
-    return join("/sys/fs/cgroup/memory", line!.split(":")[2]!);
-  }
+  let vm: VmHost;
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), "hutch-faults-"));
     await writeFile(join(work, "garbage.c"), GARBAGE_C);
     await run("gcc", ["-static", "-O1", "-o", join(work, "garbage"), join(work, "garbage.c")]);
     server = await startServer();
+    vm = new VmHost(server);
     const made = await Promise.all([0, 1, 2].map(() => server.client.createSandbox(MINIMAL)));
     [killed, garbled, bystander] = made as [Sandbox, Sandbox, Sandbox];
   });
@@ -100,20 +83,20 @@ describe("faults (minimal:1, jailed)", () => {
   });
 
   test("SIGKILL of one QEMU: that sandbox fails and leaves nothing; the others work on", async () => {
-    const pid = await pidOf(killed.id);
-    const tap = await tapOf(killed.id);
-    const mem = await memCgroupOf(pid);
+    const pid = await vm.pidOf(killed.id);
+    const tap = await vm.tapOf(killed.id);
+    const mem = await vm.memCgroupOf(pid);
     process.kill(pid, "SIGKILL");
-    await waitFor(async () => ((await status(killed.id)) === "failed" ? true : undefined), 15_000, "failed");
-    await assertNoLeftovers(killed.id, pid, tap, mem);
+    await waitFor(async () => ((await vm.status(killed.id)) === "failed" ? true : undefined), 15_000, "failed");
+    await vm.assertNoLeftovers(killed.id, pid, tap, mem);
     assert.equal((await bystander.sh("echo still-here")).result.stdout.trim(), "still-here");
     assert.equal((await garbled.sh("echo me-too")).result.stdout.trim(), "me-too");
   });
 
   test("a guest writing garbage into the agent channel: that sandbox fails, the server and the others are unaffected", async () => {
-    const pid = await pidOf(garbled.id);
-    const tap = await tapOf(garbled.id);
-    const mem = await memCgroupOf(pid);
+    const pid = await vm.pidOf(garbled.id);
+    const tap = await vm.tapOf(garbled.id);
+    const mem = await vm.memCgroupOf(pid);
     await garbled.files.upload("/tmp/garbage", await readFile(join(work, "garbage")));
     // In the background, after the exec's answer went out: only garbage follows it.
     await garbled.sh("chmod +x /tmp/garbage; (sleep 0.3; /tmp/garbage > /tmp/garbage.log 2>&1) &");
@@ -122,8 +105,8 @@ describe("faults (minimal:1, jailed)", () => {
     assert.equal((await fetch(`${server.url}/readyz`)).status, 200);
     assert.equal((await bystander.sh("echo unaffected")).result.stdout.trim(), "unaffected");
     // A broken agent channel leaves a VM nobody can use: it is ended and the sandbox failed.
-    await waitFor(async () => ((await status(garbled.id)) === "failed" ? true : undefined), 30_000, "failed");
-    await assertNoLeftovers(garbled.id, pid, tap, mem);
+    await waitFor(async () => ((await vm.status(garbled.id)) === "failed" ? true : undefined), 30_000, "failed");
+    await vm.assertNoLeftovers(garbled.id, pid, tap, mem);
     const late = await api(server, "POST", `/v1/sandboxes/${garbled.id}/exec`, { cmd: "true" });
     assert.equal(late.status, 409, "exec on the failed sandbox");
     assert.equal((await bystander.sh("echo still-unaffected")).result.stdout.trim(), "still-unaffected");

@@ -10,12 +10,13 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Sandbox } from "@nodeops-createos/sandbox";
 import { api, startServer, waitFor, type TestServer } from "./support/server.js";
+import { VmHost } from "./support/vm-host.js";
 
 const run = promisify(execFile);
 const MINIMAL = { shape: "s-1vcpu-256mb", rootfs: "minimal:1", disk_mib: 1024 } as const;
@@ -53,29 +54,11 @@ describe("agent liveness (minimal:1, jailed)", () => {
   let stopped: Sandbox;
   let bystander: Sandbox;
   let work: string;
-  const dir = (id: string) => join(server.dataDir, "sandboxes", id);
-  const pidOf = async (id: string) => Number((await readFile(join(dir(id), "qemu.pid"), "utf8")).trim());
-  const status = async (id: string) => (await api(server, "GET", `/v1/sandboxes/${id}`)).json?.data?.status as string;
-  const tapOf = async (id: string) => (JSON.parse(await readFile(join(dir(id), "meta.json"), "utf8")) as { tap: string }).tap;
-
-  async function memCgroupOf(pid: number): Promise<string> {
-    const line = (await readFile(`/proc/${pid}/cgroup`, "utf8")).split("\n").find((l) => l.split(":")[1] === "memory");
-    return join("/sys/fs/cgroup/memory", line!.split(":")[2]!);
-  }
-
-  /** Nothing of a dead VM is left: process, directory, tap, cgroup, jail record. */
-  async function assertNoLeftovers(id: string, pid: number, tap: string, memCgroup: string): Promise<void> {
-    await waitFor(async () => (existsSync(dir(id)) ? undefined : true), 10_000, `${id}'s directory removed`);
-    await waitFor(async () => (existsSync(`/proc/${pid}`) ? undefined : true), 5000, `VMM ${pid} gone`);
-    const link = await run("ip", ["-n", server.netns, "link", "show", "dev", tap]).then(() => "present", () => "gone");
-    assert.equal(link, "gone", `tap ${tap}`);
-    assert.ok(!existsSync(memCgroup), `cgroup ${memCgroup}`);
-    assert.ok(!(await readdir(join(server.dataDir, "jail"))).some((f) => f.startsWith(id)), "no jail record");
-  }
+  let vm: VmHost;
 
   /** Waits for `failed`; returns how long it took. */
   async function failedWithin(id: string, since: number): Promise<number> {
-    await waitFor(async () => ((await status(id)) === "failed" ? true : undefined), DETECT_MS + 10_000, `${id} failed`);
+    await waitFor(async () => ((await vm.status(id)) === "failed" ? true : undefined), DETECT_MS + 10_000, `${id} failed`);
     return Date.now() - since;
   }
 
@@ -88,12 +71,13 @@ describe("agent liveness (minimal:1, jailed)", () => {
       HUTCH_AGENT_PING_TIMEOUT_MS: String(TIMEOUT_MS),
       HUTCH_AGENT_PING_MISSES: String(MISSES),
     });
+    vm = new VmHost(server);
     const made = await Promise.all([0, 1, 2].map(() => server.client.createSandbox(MINIMAL)));
     [frozen, stopped, bystander] = made as [Sandbox, Sandbox, Sandbox];
   });
   after(async () => {
     // A SIGSTOPped QEMU the test left behind on failure must not outlive it.
-    if (stopped) for (const p of await readFile(join(dir(stopped.id), "qemu.pid"), "utf8").then((t) => [Number(t)], () => [])) {
+    if (stopped) for (const p of await readFile(join(vm.dir(stopped.id), "qemu.pid"), "utf8").then((t) => [Number(t)], () => [])) {
       try {
         process.kill(p, "SIGKILL");
       } catch {
@@ -106,9 +90,9 @@ describe("agent liveness (minimal:1, jailed)", () => {
 
   /** A guest process ptrace-stops the agent (PID 1) while QEMU and the guest kernel run on. */
   async function freezeAgent(): Promise<number> {
-    const pid = await pidOf(frozen.id);
-    const tap = await tapOf(frozen.id);
-    const mem = await memCgroupOf(pid);
+    const pid = await vm.pidOf(frozen.id);
+    const tap = await vm.tapOf(frozen.id);
+    const mem = await vm.memCgroupOf(pid);
     await frozen.files.upload("/tmp/freeze", await readFile(join(work, "freeze")));
     // In the background, after the exec's answer went out.
     await frozen.sh("chmod +x /tmp/freeze; (sleep 0.3; /tmp/freeze > /tmp/freeze.log 2>&1) &");
@@ -118,7 +102,7 @@ describe("agent liveness (minimal:1, jailed)", () => {
     const ms = await failedWithin(frozen.id, t0);
     assert.ok(ms >= MISSES * INTERVAL_MS - 1500, `not before ${MISSES} missed pings (${ms} ms)`);
     assert.ok(ms <= DETECT_MS, `failed after ${ms} ms (bound ${DETECT_MS} ms)`);
-    await assertNoLeftovers(frozen.id, pid, tap, mem);
+    await vm.assertNoLeftovers(frozen.id, pid, tap, mem);
     assert.match(server.output(), /guest agent stopped answering \(3 pings missed; ping: .*VM running\)/);
     const late = await api(server, "POST", `/v1/sandboxes/${frozen.id}/exec`, { cmd: "true" });
     assert.equal(late.status, 409, "exec on the failed sandbox");
@@ -127,13 +111,13 @@ describe("agent liveness (minimal:1, jailed)", () => {
 
   /** The host SIGSTOPs a QEMU: its agent and its QMP are both silent. */
   async function stopVmm(): Promise<number> {
-    const pid = await pidOf(stopped.id);
-    const tap = await tapOf(stopped.id);
-    const mem = await memCgroupOf(pid);
+    const pid = await vm.pidOf(stopped.id);
+    const tap = await vm.tapOf(stopped.id);
+    const mem = await vm.memCgroupOf(pid);
     process.kill(pid, "SIGSTOP");
     const ms = await failedWithin(stopped.id, Date.now());
     assert.ok(ms <= DETECT_MS, `failed after ${ms} ms (bound ${DETECT_MS} ms)`);
-    await assertNoLeftovers(stopped.id, pid, tap, mem);
+    await vm.assertNoLeftovers(stopped.id, pid, tap, mem);
     assert.match(server.output(), /guest agent stopped answering \(3 pings missed; ping: .*QMP: /);
     return ms;
   }
@@ -143,7 +127,7 @@ describe("agent liveness (minimal:1, jailed)", () => {
     const [frozenMs, stoppedMs] = await Promise.all([freezeAgent(), stopVmm()]);
     console.log(`liveness: agent ptrace-stopped → failed in ${frozenMs} ms; QEMU SIGSTOPped → failed in ${stoppedMs} ms (bound ${DETECT_MS} ms)`);
     assert.equal((await bystander.sh("echo unaffected")).result.stdout.trim(), "unaffected");
-    assert.equal(await status(bystander.id), "running");
+    assert.equal(await vm.status(bystander.id), "running");
     assert.equal(server.proc.exitCode, null, "the server is alive");
   });
 });
