@@ -626,13 +626,7 @@ export class QemuRuntime implements Runtime {
       this.opts.log.warn({ id: vm.id, device: ev.data?.device, operation: ev.data?.operation }, "VM stopped: its disk write found the data dir full");
       void (async () => {
         await this.opts.disk?.releaseReserve(`VM ${vm.id} stalled on a full disk`).catch(() => false);
-        for (const l of this.stallListeners) {
-          try {
-            l(vm.id, DISK_FULL_REASON);
-          } catch (err) {
-            this.opts.log.error({ id: vm.id, err }, "onStall listener threw");
-          }
-        }
+        this.notify(this.stallListeners, "onStall", vm.id, DISK_FULL_REASON);
       })();
     });
   }
@@ -709,14 +703,22 @@ export class QemuRuntime implements Runtime {
     this.detach(vm);
     const tail = await consoleTail(vm.paths, 1024);
     this.opts.log.warn({ id: vm.id, pid: vm.pid, reason, console: tail }, "VM exited unexpectedly");
-    await this.removeLeftovers(vm.id, vm.tap).catch((err: unknown) =>
-      this.opts.log.error({ id: vm.id, err }, "cleanup after VM exit failed"),
-    );
-    for (const l of this.listeners) {
+    await this.reportExit(vm.id, vm.tap, reason);
+  }
+
+  /** After a VM's own exit: remove its files and tap, then tell the exit listeners. */
+  private async reportExit(id: string, tap: string, reason: string): Promise<void> {
+    await this.removeLeftovers(id, tap).catch((err: unknown) => this.opts.log.error({ id, err }, "cleanup after VM exit failed"));
+    this.notify(this.listeners, "onExit", id, reason);
+  }
+
+  /** Calls every listener; one that throws is logged and does not stop the others. */
+  private notify(listeners: readonly ((id: string, reason: string) => void)[], what: string, id: string, reason: string): void {
+    for (const l of listeners) {
       try {
-        l(vm.id, reason);
+        l(id, reason);
       } catch (err) {
-        this.opts.log.error({ id: vm.id, err }, "onExit listener threw");
+        this.opts.log.error({ id, err }, `${what} listener threw`);
       }
     }
   }
@@ -734,14 +736,7 @@ export class QemuRuntime implements Runtime {
       if (this.frozen.get(f.id) !== f) continue;
       this.frozen.delete(f.id);
       f.qmp.close();
-      await this.removeLeftovers(f.id, f.tap).catch((err: unknown) => this.opts.log.error({ id: f.id, err }, "cleanup after VM exit failed"));
-      for (const l of this.listeners) {
-        try {
-          l(f.id, `VMM process ${f.pid} is gone`);
-        } catch (err) {
-          this.opts.log.error({ id: f.id, err }, "onExit listener threw");
-        }
-      }
+      await this.reportExit(f.id, f.tap, `VMM process ${f.pid} is gone`);
     }
   }
 }

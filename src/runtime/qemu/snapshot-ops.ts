@@ -17,9 +17,6 @@ import { TemplateManager } from "./template-manager.js";
 import { WarmPool, type WarmTarget } from "./warm-pool.js";
 import { writeSnapInfo } from "./vm-snap-info.js";
 import { PhaseTimer } from "../snapshot/phase-timer.js";
-import { performance } from "node:perf_hooks";
-
-const ms = (x: number) => Math.round(x * 10) / 10;
 
 export interface SnapshotOpsOptions {
   deps: SnapshotDeps;
@@ -107,11 +104,12 @@ export class SnapshotOps {
     const tpl = this.#templates?.get(spec);
     if (!tpl) return undefined;
     try {
-      const t0 = performance.now();
+      const timer = new PhaseTimer();
       const { vm, timings } = await restoreFromTemplate(this.#d, tpl, spec, timeoutMs);
-      const t1 = performance.now();
+      timer.lap("restore");
       await this.#recordSnap(vm);
-      this.#phases("restore", spec.id, { ...timings.phases, snapinfo: ms(performance.now() - t1) }, ms(performance.now() - t0));
+      timer.lap("snapinfo");
+      this.#phases("restore", spec.id, { ...timings.phases, snapinfo: timer.phases.snapinfo! }, timer.totalMs());
       return { vm, how: "template" };
     } catch (err) {
       this.#d.log?.warn({ id: spec.id, err }, "template restore failed; cold booting");
@@ -121,10 +119,10 @@ export class SnapshotOps {
 
   /** Pauses `vm` to its directory (QEMU and tap gone). The VM runs on if it throws. */
   async pause(vm: SnapVm): Promise<void> {
-    const t0 = performance.now();
+    const timer = new PhaseTimer();
     const { phases } = await pauseToDisk(this.#d, vm);
     await rm(path.join(vm.paths.dir, "snap.json"), { force: true });
-    this.#phases("pause", vm.id, phases, ms(performance.now() - t0));
+    this.#phases("pause", vm.id, phases, timer.totalMs());
   }
 
   /**
@@ -132,11 +130,12 @@ export class SnapshotOps {
    * resume gives it its own MAC and address). On failure the bundle is intact: retry.
    */
   async resume(id: string, spec: MachineSpec, timeoutMs: number): Promise<SnapVm> {
-    const t0 = performance.now();
+    const timer = new PhaseTimer();
     const { vm, timings } = await resumeFromDisk(this.#d, id, spec, { timeoutMs });
-    const t1 = performance.now();
+    timer.lap("resume");
     await this.#recordSnap(vm);
-    this.#phases("resume", id, { ...timings.phases, snapinfo: ms(performance.now() - t1) }, ms(performance.now() - t0));
+    timer.lap("snapinfo");
+    this.#phases("resume", id, { ...timings.phases, snapinfo: timer.phases.snapinfo! }, timer.totalMs());
     return vm;
   }
 
