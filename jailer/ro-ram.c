@@ -38,46 +38,41 @@ static void *next_symbol(const char *name) {
     return dlsym(RTLD_NEXT, name);
 }
 
-static int call_open(const char *name, const char *path, int flags, mode_t mode) {
+/* open/open64 through the next library's `name`; `ap` holds the mode when
+ * the flags create a file. */
+static int open_next(const char *name, const char *path, int flags, va_list ap) {
     open_fn fn;
     void *sym = next_symbol(name);
+    mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
     memcpy(&fn, &sym, sizeof fn);
     return fn(path, ro_flags(path, flags), mode);
 }
 
+/* The two-argument fortified entry points (__open_2, __open64_2). */
+static int open2_next(const char *name, const char *path, int flags) {
+    open2_fn fn;
+    void *sym = next_symbol(name);
+    memcpy(&fn, &sym, sizeof fn);
+    return fn(path, ro_flags(path, flags));
+}
+
 int open64(const char *path, int flags, ...) {
-    mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = va_arg(ap, mode_t);
-        va_end(ap);
-    }
-    return call_open("open64", path, flags, mode);
+    va_list ap;
+    va_start(ap, flags);
+    int fd = open_next("open64", path, flags, ap);
+    va_end(ap);
+    return fd;
 }
 
 int open(const char *path, int flags, ...) {
-    mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = va_arg(ap, mode_t);
-        va_end(ap);
-    }
-    return call_open("open", path, flags, mode);
+    va_list ap;
+    va_start(ap, flags);
+    int fd = open_next("open", path, flags, ap);
+    va_end(ap);
+    return fd;
 }
 
 /* What _FORTIFY_SOURCE builds (Debian's QEMU) call for open() with variable flags. */
-int __open64_2(const char *path, int flags) {
-    open2_fn fn;
-    void *sym = next_symbol("__open64_2");
-    memcpy(&fn, &sym, sizeof fn);
-    return fn(path, ro_flags(path, flags));
-}
+int __open64_2(const char *path, int flags) { return open2_next("__open64_2", path, flags); }
 
-int __open_2(const char *path, int flags) {
-    open2_fn fn;
-    void *sym = next_symbol("__open_2");
-    memcpy(&fn, &sym, sizeof fn);
-    return fn(path, ro_flags(path, flags));
-}
+int __open_2(const char *path, int flags) { return open2_next("__open_2", path, flags); }
