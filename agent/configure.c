@@ -3,19 +3,22 @@
  * and again after a snapshot restore; everything here is idempotent.
  * Payload: str hostname, u8 has_net [str ip, u8 prefix, str gateway,
  * str mac, strlist dns], kv envs, strlist ssh keys, bytes rng seed,
- * u64 wall clock ms.
+ * u64 wall clock ms; from protocol 3 on, u8 keep flags (HP_KEEP_*).
+ *
+ * Under TCG every kernel path a freshly restored VM runs for the first time
+ * is translated anew, so what is already as asked is left alone: a file
+ * with the very content is not rewritten (reading it is far cheaper than a
+ * temp file + rename through overlayfs), lo is not brought up again.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/random.h>
 #include <net/if.h>
-#include <net/if_arp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +37,7 @@ struct config {
     const uint8_t *seed;
     uint32_t seed_len;
     uint64_t clock_ms;
+    uint8_t keep; /* HP_KEEP_* */
 };
 
 static char **read_strlist(struct rd *r, uint32_t *count) {
@@ -65,9 +69,28 @@ static void config_free(struct config *c) {
     env_free(&c->envs);
 }
 
-/* Writes a whole file through a temp file + rename. */
+/* 1 when path is a regular file (not a symlink) of ours with this mode and content. */
+static int same_file(const char *path, const char *text, size_t len, mode_t mode) {
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return 0;
+    struct stat st;
+    char buf[4096];
+    int same = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) == mode &&
+               st.st_uid == geteuid() && st.st_gid == getegid() && (size_t)st.st_size == len;
+    for (size_t off = 0; same && off < len;) {
+        ssize_t n = read(fd, buf, len - off < sizeof buf ? len - off : sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        same = n > 0 && memcmp(buf, text + off, (size_t)n) == 0;
+        if (same) off += (size_t)n;
+    }
+    close(fd);
+    return same;
+}
+
+/* Writes a whole file through a temp file + rename, unless it is so already. */
 static int write_file(const char *path, const char *text, mode_t mode) {
     char tmp[4096];
+    if (same_file(path, text, strlen(text), mode)) return 0;
     snprintf(tmp, sizeof tmp, "%s.hutch-tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0) return -1;
@@ -109,9 +132,11 @@ static int apply_resolv(char **dns, uint32_t n) {
 
 static int apply_keys(char **keys, uint32_t n) {
     struct buf b = {0};
-    if (mkdir("/root", 0700) < 0 && errno != EEXIST) return -1;
-    if (mkdir("/root/.ssh", 0700) < 0 && errno != EEXIST) return -1;
-    if (chmod("/root/.ssh", 0700) < 0) return -1;
+    struct stat st;
+    int dir_ok = stat("/root/.ssh", &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 07777) == 0700;
+    if (!dir_ok && mkdir("/root", 0700) < 0 && errno != EEXIST) return -1;
+    if (!dir_ok && mkdir("/root/.ssh", 0700) < 0 && errno != EEXIST) return -1;
+    if (!dir_ok && chmod("/root/.ssh", 0700) < 0) return -1;
     for (uint32_t i = 0; i < n; i++)
         if (buf_append(&b, keys[i], strlen(keys[i])) || buf_append(&b, "\n", 1)) return -1;
     if (buf_append(&b, "", 1)) return -1;
@@ -137,42 +162,6 @@ static int apply_seed(const uint8_t *seed, uint32_t len) {
     return rc;
 }
 
-/*
- * After a snapshot restore the guest still has the snapshot's MAC (the
- * kernel read it at boot; the device state carries it). When no interface
- * has the requested MAC, give it to eth0: virtio-net passes the change to
- * the device (VIRTIO_NET_CTRL_MAC_ADDR_SET), which also updates QEMU's
- * receive filter. A malformed MAC is left to net_configure to report.
- */
-static int apply_mac(const char *text) {
-    unsigned int v[6];
-    if (!text || sscanf(text, "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) return 0;
-    unsigned char mac[6];
-    for (int i = 0; i < 6; i++) mac[i] = (unsigned char)v[i];
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    struct if_nameindex *ifs = if_nameindex();
-    int found = 0;
-    for (struct if_nameindex *i = ifs; i && i->if_index && !found; i++) {
-        struct ifreq ifr = {0};
-        snprintf(ifr.ifr_name, IFNAMSIZ, "%s", i->if_name);
-        found = ioctl(fd, SIOCGIFHWADDR, &ifr) == 0 && memcmp(ifr.ifr_hwaddr.sa_data, mac, 6) == 0;
-    }
-    if (ifs) if_freenameindex(ifs);
-    int rc = 0;
-    if (!found) {
-        struct ifreq ifr = {0};
-        snprintf(ifr.ifr_name, IFNAMSIZ, "eth0");
-        ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
-        memcpy(ifr.ifr_hwaddr.sa_data, mac, 6);
-        rc = ioctl(fd, SIOCSIFHWADDR, &ifr);
-    }
-    int e = errno;
-    close(fd);
-    errno = e;
-    return rc;
-}
-
 static int apply_clock(uint64_t ms) {
     struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
     return clock_settime(CLOCK_REALTIME, &ts);
@@ -195,6 +184,7 @@ void handle_configure(struct agent *a, uint32_t chan, struct rd *r) {
         c.keys = read_strlist(r, &c.nkeys);
         c.seed = rd_bytes(r, &c.seed_len);
         c.clock_ms = rd_u64(r);
+        if (a->proto >= HP_VERSION_CONFIGURE_KEEP) c.keep = rd_u8(r);
         bad = rd_done(r) || !c.hostname || c.has_net > 1 || (c.has_net && c.net.prefix > 32);
     }
     if (bad) {
@@ -202,9 +192,11 @@ void handle_configure(struct agent *a, uint32_t chan, struct rd *r) {
         config_free(&c);
         return;
     }
-    env_free(&a->envs);
-    a->envs = c.envs;
-    c.envs = (struct env_list){0};
+    if (!(c.keep & HP_KEEP_ENVS)) {
+        env_free(&a->envs);
+        a->envs = c.envs;
+        c.envs = (struct env_list){0};
+    }
 
     const char *failed = NULL;
     int err = 0;
@@ -220,11 +212,12 @@ void handle_configure(struct agent *a, uint32_t chan, struct rd *r) {
         if (*c.hostname) STEP("hostname", apply_hostname(c.hostname));
         STEP("loopback", net_up("lo"));
         if (c.has_net) {
-            STEP("mac", apply_mac(c.net.mac));
-            STEP("network", net_configure(&c.net));
+            char ifname[IFNAMSIZ];
+            STEP("mac", net_apply_mac(c.net.mac, ifname));
+            STEP("network", net_configure(&c.net, ifname));
             STEP("resolv.conf", apply_resolv(c.net.dns, ndns));
         }
-        STEP("ssh keys", apply_keys(c.keys, c.nkeys));
+        if (!(c.keep & HP_KEEP_KEYS)) STEP("ssh keys", apply_keys(c.keys, c.nkeys));
     }
 #undef STEP
     if (failed) {

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <net/route.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -27,32 +28,51 @@ int net_up(const char *ifname) {
     if (fd < 0) return -1;
     snprintf(ifr.ifr_name, IFNAMSIZ, "%s", ifname);
     if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) return with_errno(fd, -1);
+    if (ifr.ifr_flags & IFF_UP) return with_errno(fd, 0); /* as after every CONFIGURE but the first */
     ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
     return with_errno(fd, ioctl(fd, SIOCSIFFLAGS, &ifr));
 }
 
 static int parse_mac(const char *s, unsigned char mac[6]) {
     unsigned v[6];
-    if (sscanf(s, "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) return -1;
+    if (!s || sscanf(s, "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) return -1;
     for (int i = 0; i < 6; i++) mac[i] = (unsigned char)v[i];
     return 0;
 }
 
-/* The interface whose hardware address is mac, else "eth0". */
-static void find_ifname(int fd, const char *mac_text, char name[IFNAMSIZ]) {
+/*
+ * After a snapshot restore the guest still has the snapshot's MAC (the
+ * kernel read it at boot; the device state carries it). When no interface
+ * has the requested MAC, give it to eth0: virtio-net passes the change to
+ * the device (VIRTIO_NET_CTRL_MAC_ADDR_SET), which also updates QEMU's
+ * receive filter. A malformed MAC changes nothing (eth0 is configured).
+ * One scan of the interfaces serves both (under TCG, each is a cold
+ * netlink dump in a freshly restored VM).
+ */
+int net_apply_mac(const char *text, char ifname[IFNAMSIZ]) {
     unsigned char mac[6];
-    snprintf(name, IFNAMSIZ, "eth0");
-    if (parse_mac(mac_text, mac) < 0) return;
+    snprintf(ifname, IFNAMSIZ, "eth0");
+    if (parse_mac(text, mac) < 0) return 0;
+    int fd = ctl_socket();
+    if (fd < 0) return -1;
     struct if_nameindex *list = if_nameindex();
-    for (struct if_nameindex *i = list; list && i->if_index; i++) {
+    int found = 0;
+    for (struct if_nameindex *i = list; list && i->if_index && !found; i++) {
         struct ifreq ifr = {0};
         snprintf(ifr.ifr_name, IFNAMSIZ, "%s", i->if_name);
-        if (ioctl(fd, SIOCGIFHWADDR, &ifr) == 0 && memcmp(ifr.ifr_hwaddr.sa_data, mac, 6) == 0) {
-            snprintf(name, IFNAMSIZ, "%s", i->if_name);
-            break;
-        }
+        found = ioctl(fd, SIOCGIFHWADDR, &ifr) == 0 && memcmp(ifr.ifr_hwaddr.sa_data, mac, 6) == 0;
+        if (found) snprintf(ifname, IFNAMSIZ, "%s", i->if_name);
     }
     if (list) if_freenameindex(list);
+    int rc = 0;
+    if (!found) {
+        struct ifreq ifr = {0};
+        snprintf(ifr.ifr_name, IFNAMSIZ, "eth0");
+        ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+        memcpy(ifr.ifr_hwaddr.sa_data, mac, 6);
+        rc = ioctl(fd, SIOCSIFHWADDR, &ifr);
+    }
+    return with_errno(fd, rc);
 }
 
 static int set_addr(int fd, const char *ifname, unsigned long req, struct in_addr addr) {
@@ -63,16 +83,14 @@ static int set_addr(int fd, const char *ifname, unsigned long req, struct in_add
     return ioctl(fd, req, &ifr);
 }
 
-int net_configure(const struct net_config *c) {
+int net_configure(const struct net_config *c, const char *ifname) {
     struct in_addr ip, gw, mask = {.s_addr = htonl(c->prefix ? 0xFFFFFFFFu << (32 - c->prefix) : 0)};
-    char ifname[IFNAMSIZ];
     if (inet_pton(AF_INET, c->ip, &ip) != 1 || inet_pton(AF_INET, c->gateway, &gw) != 1) {
         errno = EINVAL;
         return -1;
     }
     int fd = ctl_socket();
     if (fd < 0) return -1;
-    find_ifname(fd, c->mac, ifname);
     if (set_addr(fd, ifname, SIOCSIFADDR, ip) < 0 || set_addr(fd, ifname, SIOCSIFNETMASK, mask) < 0)
         return with_errno(fd, -1);
     close(fd);
@@ -85,7 +103,7 @@ int net_configure(const struct net_config *c) {
     memcpy(&rt.rt_genmask, &any, sizeof any);
     memcpy(&rt.rt_gateway, &gsin, sizeof gsin);
     rt.rt_flags = RTF_UP | RTF_GATEWAY;
-    rt.rt_dev = ifname;
+    rt.rt_dev = (char *)ifname;
     fd = ctl_socket();
     if (fd < 0) return -1;
     struct rtentry del = {0};

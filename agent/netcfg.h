@@ -2,6 +2,7 @@
 #ifndef HUTCH_NETCFG_H
 #define HUTCH_NETCFG_H
 
+#include <net/if.h>
 #include <stdint.h>
 
 struct net_config {
@@ -13,6 +14,9 @@ struct net_config {
 };
 
 int net_up(const char *ifname);
-int net_configure(const struct net_config *c);
+/* The interface that has this MAC; when none has it, eth0 gets it (ifname: "eth0"). */
+int net_apply_mac(const char *mac, char ifname[IFNAMSIZ]);
+/* Address, netmask, up, default route on ifname (from net_apply_mac). */
+int net_configure(const struct net_config *c, const char *ifname);
 
 #endif

@@ -1,17 +1,22 @@
 /*
- * Hutch agent wire protocol, version 2. Described in docs/agent-protocol.md;
+ * Hutch agent wire protocol, version 3. Described in docs/agent-protocol.md;
  * mirrored name for name in src/runtime/agent/protocol.ts. Any change to the
  * bytes on the wire bumps HP_VERSION.
  */
 #ifndef HUTCH_PROTOCOL_H
 #define HUTCH_PROTOCOL_H
 
-#define HP_VERSION 2u
+#define HP_VERSION 3u
 /* Oldest version still spoken: the agent answers HELLO with the lower of the
  * host's version and its own, and both ends speak that from then on. */
 #define HP_MIN_VERSION 1u
 /* From this version on, exec output flows within HP_EXEC_WINDOW (CREDIT). */
 #define HP_VERSION_EXEC_CREDIT 2u
+/* From this version on, CONFIGURE ends with a u8 of HP_KEEP_* flags. */
+#define HP_VERSION_CONFIGURE_KEEP 3u
+/* CONFIGURE keep flags: leave that part as the guest has it (its field is sent empty). */
+#define HP_KEEP_ENVS 0x01u
+#define HP_KEEP_KEYS 0x02u
 /* Name of the virtio serial port the agent looks for (else /dev/hvc0). */
 #define HP_PORT_NAME "hutch.agent"
 /* "HTCH" read as a big-endian u32: the first 4 bytes of every frame. */

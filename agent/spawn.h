@@ -1,4 +1,4 @@
-/* Starting a command: fork, own session, execve with the child's PATH. */
+/* Starting a command: clone (vfork-like), own session, execve with the child's PATH. */
 #ifndef HUTCH_SPAWN_H
 #define HUTCH_SPAWN_H
 

@@ -81,9 +81,9 @@ describe("hutch-agent exec credit", () => {
     await h.stop();
   });
 
-  it("speaks protocol 2 with a current host", () => {
+  it("speaks protocol 3 with a current host", () => {
     assert.equal(client.protocolVersion, HP_VERSION);
-    assert.equal(HP_VERSION, 2);
+    assert.equal(HP_VERSION, 3);
   });
 
   it("sends at most the window while the host grants nothing, holding the command; then all of it, in order", async () => {

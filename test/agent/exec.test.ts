@@ -4,6 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { after, before, describe, it } from "node:test";
 
 import type { AgentClient } from "../../src/runtime/agent/agent-client.js";
@@ -84,6 +86,31 @@ describe("hutch-agent exec", () => {
   it("resolves the program with the PATH the command gets", async () => {
     const r = await run(client, { cmd: "env", env: { PATH: "/nonexistent" } });
     assert.equal(r.exitCode, 127);
+  });
+
+  it("searches PATH like execvp: missing and relative dirs, a non-executable match skipped", async () => {
+    const dir = path.join(h.dir, "path-search");
+    mkdirSync(path.join(dir, "noexec"), { recursive: true });
+    mkdirSync(path.join(dir, "bin"), { recursive: true });
+    writeFileSync(path.join(dir, "noexec", "hutch-probe"), "#!/bin/sh\necho wrong\n", { mode: 0o644 });
+    writeFileSync(path.join(dir, "bin", "hutch-probe"), "#!/bin/sh\necho found \"$0\"\n", { mode: 0o755 });
+    const PATH = `/nonexistent-a:${dir}/noexec:/etc/hostname:bin:${dir}/bin`;
+    // "bin" is relative to the command's cwd, like execvp's search.
+    const rel = await run(client, { cmd: "hutch-probe", cwd: dir, env: { PATH } });
+    assert.deepEqual(rel, { exitCode: 0, stdout: "found bin/hutch-probe\n", stderr: "" });
+    const abs = await run(client, { cmd: "hutch-probe", cwd: "/", env: { PATH } });
+    assert.deepEqual(abs, { exitCode: 0, stdout: `found ${dir}/bin/hutch-probe\n`, stderr: "" });
+    // Only a non-executable match: EACCES (126), not "not found".
+    const denied = await run(client, { cmd: "hutch-probe", cwd: "/", env: { PATH: `/nonexistent-a:${dir}/noexec` } });
+    assert.equal(denied.exitCode, 126);
+    assert.match(denied.error ?? "", /Permission denied/);
+  });
+
+  it("starts commands with default signal dispositions and nothing blocked", async () => {
+    // The agent ignores SIGPIPE (and blocks SIGCHLD for its signalfd).
+    const r = await run(client, { cmd: "grep", args: ["-E", "^Sig(Ign|Blk)", "/proc/self/status"] });
+    assert.equal(r.exitCode, 0);
+    assert.deepEqual(r.stdout.trim().split("\n").map((l) => l.split(/\s+/)[1]), ["0000000000000000", "0000000000000000"]);
   });
 
   it("runs in cwd, defaulting to /root", async () => {

@@ -10,6 +10,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { readdir, readFile, readlink, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Sandbox } from "@nodeops-createos/sandbox";
@@ -21,6 +22,13 @@ const TEMPLATE = "minimal-1_1c256m10240d";
 
 /** A counter in the background (its own session: it outlives the exec) writing /tmp/count every 100 ms. */
 const COUNTER = "setsid sh -c 'i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done' </dev/null >/dev/null 2>&1 &";
+
+/** A well-formed OpenSSH ed25519 public key (random, nobody holds its private half). */
+function sshKey(comment: string): string {
+  const u32 = (n: number) => Buffer.from([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
+  const blob = Buffer.concat([u32(11), Buffer.from("ssh-ed25519"), u32(32), randomBytes(32)]);
+  return `ssh-ed25519 ${blob.toString("base64")} ${comment}`;
+}
 
 async function count(sb: Sandbox): Promise<number> {
   return Number((await sb.sh("cat /tmp/count")).result.stdout.trim());
@@ -131,6 +139,9 @@ describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
     assert.equal(ex.status, 409, "exec on paused");
     const fl = await api(server, "GET", `/v1/sandboxes/${sb.id}/files?path=/etc/hostname`);
     assert.equal(fl.status, 409, "files on paused");
+    // Keys added while paused reach the guest with the resume.
+    const key = sshKey("added-while-paused");
+    assert.equal((await api(server, "POST", `/v1/sandboxes/${sb.id}/ssh-pubkeys`, { keys: [key] })).status, 200);
 
     const r = await api(server, "POST", `/v1/sandboxes/${sb.id}/resume`);
     assert.equal(r.status, 202);
@@ -146,6 +157,7 @@ describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
     assert.ok((await count(sb)) > after1, "the counter still counts after resume");
     assert.equal((await sb.sh("cat /dev/shm/keep")).result.stdout.trim(), "shm-data");
     assert.equal((await sb.sh("hostname")).result.stdout.trim(), "snap-src");
+    assert.equal((await sb.sh("cat /root/.ssh/authorized_keys")).result.stdout, `${key}\n`);
 
     const notPaused = await api(server, "POST", `/v1/sandboxes/${sb.id}/fork`, {});
     assert.equal(notPaused.status, 409, "fork of a running sandbox");
@@ -180,7 +192,9 @@ describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
     await child.sh("echo child > /root/c.txt");
     assert.equal((await sb.sh("cat /root/c.txt 2>&1 || echo missing")).result.stdout.trim().split("\n").at(-1), "missing");
     assert.equal((await child.sh("cat /root/p.txt 2>&1 || echo missing")).result.stdout.trim().split("\n").at(-1), "missing");
+    // Nothing changed while paused: envs and keys are as they were.
     assert.equal((await sb.sh("echo $WHO")).result.stdout.trim(), "parent");
+    assert.match((await sb.sh("cat /root/.ssh/authorized_keys")).result.stdout, / added-while-paused\n$/);
 
     // A paused child on request; forking the same source again works.
     await sb.pause();

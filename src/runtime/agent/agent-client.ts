@@ -303,10 +303,11 @@ export class AgentClient {
     });
   }
 
-  /** Applies the sandbox identity in the guest. Rejects agent_error / not_running. */
+  /** Applies the sandbox identity in the guest (`cfg.keep` honoured from
+   *  protocol 3 on, else everything is sent). Rejects agent_error / not_running. */
   async configure(cfg: GuestConfig): Promise<void> {
     if (cfg.rngSeed.length < 32) throw new RuntimeError("internal", "rngSeed must be at least 32 bytes");
-    await this.#request(HP_CONFIGURE, encodeConfigure(cfg), "configure");
+    await this.#request(HP_CONFIGURE, encodeConfigure(cfg, this.#protocolVersion), "configure");
   }
 
   /** Round trip to the agent; rejects agent_error after `timeoutMs` (default 5 s). */

@@ -4,7 +4,7 @@
  * message. Decoders throw `FrameError("bad_payload")` on anything malformed.
  */
 import { FrameError, PayloadReader, PayloadWriter } from "./frame-codec.js";
-import { HP_NONCE_SIZE, HP_VERSION } from "./protocol.js";
+import { HP_KEEP_ENVS, HP_KEEP_KEYS, HP_NONCE_SIZE, HP_VERSION, HP_VERSION_CONFIGURE_KEEP } from "./protocol.js";
 
 /** HELLO host→agent: u32 version, bytes nonce. */
 export function encodeHello(nonce: Buffer, version = HP_VERSION): Buffer {
@@ -36,18 +36,30 @@ export interface ConfigurePayload {
   rngSeed: Buffer;
   /** Date.now() at send time. */
   wallClockMs: number;
+  /**
+   * Parts the guest already has exactly so (a resume of the guest that
+   * paused, nothing changed since): an agent of protocol >= 3 is told to
+   * keep them and they are not sent; an older agent gets them in full.
+   */
+  keep?: { envs?: boolean; keys?: boolean };
 }
 
 /** CONFIGURE: str hostname, u8 hasNet [str ip, u8 prefix, str gw, str mac,
- *  strlist dns], kv envs, strlist keys, bytes seed, u64 wall clock ms. */
-export function encodeConfigure(c: ConfigurePayload): Buffer {
+ *  strlist dns], kv envs, strlist keys, bytes seed, u64 wall clock ms;
+ *  from protocol 3 on, u8 keep flags (a kept part is sent empty). */
+export function encodeConfigure(c: ConfigurePayload, version = HP_VERSION): Buffer {
+  const flagged = version >= HP_VERSION_CONFIGURE_KEEP;
+  const keepEnvs = flagged && c.keep?.envs === true;
+  const keepKeys = flagged && c.keep?.keys === true;
   const w = new PayloadWriter().str(c.hostname);
   if (c.net) {
     w.u8(1).str(c.net.ip).u8(c.net.prefixLen).str(c.net.gateway).str(c.net.mac).strList(c.net.dns);
   } else {
     w.u8(0);
   }
-  return w.kv(c.envs).strList(c.sshPubkeys).bytes(c.rngSeed).u64(Math.max(0, Math.floor(c.wallClockMs))).toBuffer();
+  w.kv(keepEnvs ? {} : c.envs).strList(keepKeys ? [] : c.sshPubkeys).bytes(c.rngSeed).u64(Math.max(0, Math.floor(c.wallClockMs)));
+  if (flagged) w.u8((keepEnvs ? HP_KEEP_ENVS : 0) | (keepKeys ? HP_KEEP_KEYS : 0));
+  return w.toBuffer();
 }
 
 /** EXEC_START: strlist argv, kv env, str cwd ("" = /root or /). */

@@ -4,12 +4,17 @@
  * Any change to the bytes on the wire bumps `HP_VERSION` on both sides.
  */
 
-export const HP_VERSION = 2;
+export const HP_VERSION = 3;
 /** Oldest agent protocol the host still speaks: the agent answers HELLO with
  *  the lower of the host's version and its own (agents in older images say 1). */
 export const HP_MIN_VERSION = 1;
 /** From this version on, exec output flows within `HP_EXEC_WINDOW` (CREDIT). */
 export const HP_VERSION_EXEC_CREDIT = 2;
+/** From this version on, CONFIGURE ends with a u8 of `HP_KEEP_*` flags. */
+export const HP_VERSION_CONFIGURE_KEEP = 3;
+/** CONFIGURE keep flags: the guest leaves that part as it has it (its field is sent empty). */
+export const HP_KEEP_ENVS = 0x01;
+export const HP_KEEP_KEYS = 0x02;
 /** Name of the virtio serial port the agent looks for (`-device virtserialport,name=…`). */
 export const HP_PORT_NAME = "hutch.agent";
 /** "HTCH" as a big-endian u32: the first 4 bytes of every frame. */

@@ -88,7 +88,7 @@ export class SnapshotOps {
       try {
         if (warm.exited) throw new Error(warm.exited);
         const timer = new PhaseTimer();
-        await applyIdentity(warm.agent!, spec);
+        warm.identityDigest = await applyIdentity(warm.agent!, spec);
         timer.lap("configure");
         await this.#recordSnap(warm);
         timer.lap("snapinfo");

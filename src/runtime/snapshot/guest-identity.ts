@@ -1,7 +1,7 @@
 /**
  * Giving a restored or forked guest its own identity through the agent.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import type { AgentClient, GuestConfig } from "../agent/agent-client.js";
 import type { MachineSpec } from "../runtime.js";
 
@@ -9,12 +9,23 @@ import type { MachineSpec } from "../runtime.js";
 export type GuestIdentity = Pick<MachineSpec, "name" | "net" | "envs" | "sshPubkeys">;
 
 /**
+ * A digest of the envs and SSH keys of `id`: recorded with a VM once its
+ * guest got them (SnapVm.identityDigest, then the paused bundle), so that a
+ * resume can tell whether they changed while it was paused.
+ */
+export function identityDigest(id: Pick<GuestIdentity, "envs" | "sshPubkeys">): string {
+  const envs = Object.entries(id.envs).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return createHash("sha256").update(JSON.stringify([envs, id.sshPubkeys])).digest("hex");
+}
+
+/**
  * The CONFIGURE of `id`, with a fresh RNG seed and the current wall clock;
  * without the network part when `network` is false (the guest has it
  * already), without the hostname when `hostname` is false (the agent leaves
- * it as it is when sent empty).
+ * it as it is when sent empty); envs and keys marked as kept when `keep`
+ * (the guest has exactly these: an agent of protocol >= 3 skips them).
  */
-export function guestConfigOf(id: GuestIdentity, network = true, hostname = true): GuestConfig {
+export function guestConfigOf(id: GuestIdentity, network = true, hostname = true, keep = false): GuestConfig {
   return {
     hostname: hostname ? id.name : "",
     ...(network ? { net: { ...id.net } } : {}),
@@ -22,6 +33,7 @@ export function guestConfigOf(id: GuestIdentity, network = true, hostname = true
     sshPubkeys: id.sshPubkeys,
     rngSeed: randomBytes(32),
     wallClockMs: Date.now(),
+    ...(keep ? { keep: { envs: true, keys: true } } : {}),
   };
 }
 
@@ -42,7 +54,16 @@ export function guestConfigOf(id: GuestIdentity, network = true, hostname = true
  * that paused has them, and under TCG the guest's first run of these paths
  * in a new QEMU process is the slow part of CONFIGURE (cold, measured:
  * ~90 ms for the network part, ~35 ms for the hostname's file writes).
+ * `keep: true` leaves envs and keys too (authorized_keys rewritten cold:
+ * ~40 ms): only when the guest got exactly `id`'s (its identityDigest).
+ *
+ * Resolves with `id`'s identityDigest: what the guest now has.
  */
-export async function applyIdentity(agent: AgentClient, id: GuestIdentity, opts: { network?: boolean; hostname?: boolean } = {}): Promise<void> {
-  await agent.configure(guestConfigOf(id, opts.network ?? true, opts.hostname ?? true));
+export async function applyIdentity(
+  agent: AgentClient,
+  id: GuestIdentity,
+  opts: { network?: boolean; hostname?: boolean; keep?: boolean } = {},
+): Promise<string> {
+  await agent.configure(guestConfigOf(id, opts.network ?? true, opts.hostname ?? true, opts.keep ?? false));
+  return identityDigest(id);
 }

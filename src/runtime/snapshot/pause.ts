@@ -17,7 +17,7 @@ import { open, rename, rm, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { AgentClient } from "../agent/agent-client.js";
 import { readVmMeta, writeVmMeta } from "../qemu/vm-meta.js";
-import { applyIdentity, type GuestIdentity } from "./guest-identity.js";
+import { applyIdentity, identityDigest, type GuestIdentity } from "./guest-identity.js";
 import { loadState, saveState } from "./migration.js";
 import { PhaseTimer } from "./phase-timer.js";
 import { readBundle, writeBundle, BUNDLE_VERSION, type BundleMem, type PausedBundle } from "./paused-bundle.js";
@@ -77,6 +77,7 @@ export async function pauseToDisk(d: SnapshotDeps, vm: SnapVm): Promise<PauseRes
     ramBlock: vm.ram.file === undefined && vm.ram.anon === "legacy" ? "legacy" : "mem",
     disk: { file: path.relative(p.dir, vm.disk.file), format: vm.disk.format },
     ...(vm.template ? { template: vm.template } : {}),
+    ...(vm.identityDigest ? { identityDigest: vm.identityDigest } : {}),
     pausedAt: new Date().toISOString(),
     stateBytes: (await stat(p.state).catch(undo)).size,
   };
@@ -178,7 +179,10 @@ export async function resumeFromDisk(
     // pause (a sandbox's name never changes); a fork child still has its
     // parent's until this first resume.
     const other = (b.guestIdentity ?? b.id) !== id;
-    await applyIdentity(vm.agent, identity, { network: other, hostname: other });
+    // Envs and keys too, unless they are what the guest got before it
+    // paused (keys added meanwhile, a fork's overrides: they differ).
+    const keep = !other && b.identityDigest !== undefined && b.identityDigest === identityDigest(identity);
+    vm.identityDigest = await applyIdentity(vm.agent, identity, { network: other, hostname: other, keep });
     timer.lap("configure");
     // The stream was loaded into `mem`: it is stale now, and big.
     if (b.mem === "stream") await rm(p.state, { force: true });

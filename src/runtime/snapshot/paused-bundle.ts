@@ -36,6 +36,12 @@ export interface PausedBundle {
    * fork child until its first resume gives it its own.
    */
   guestIdentity?: string;
+  /**
+   * identityDigest (guest-identity.ts) of the envs and SSH keys the guest
+   * got last; a resume with the same ones does not send them again.
+   * Absent: unknown (they are sent).
+   */
+  identityDigest?: string;
   /** Template key the VM came from, if any (its disk is the chain's bottom). */
   template?: string;
   pausedAt: string;

@@ -52,6 +52,8 @@ export interface SnapVm {
   qmp: QmpClient;
   /** Set once the agent answered. */
   agent?: AgentClient;
+  /** identityDigest of the envs and keys its guest got last (undefined: unknown). */
+  identityDigest?: string;
   child: ChildProcess;
   /** Set when the process exited (why). */
   exited?: string;

@@ -227,7 +227,7 @@ export async function restoreFromTemplate(
     vm.agent = await agent;
     timer.lap("hello");
     const agentMs = Date.now() - t0;
-    await applyIdentity(vm.agent, spec);
+    vm.identityDigest = await applyIdentity(vm.agent, spec);
     timer.lap("configure");
     const readyMs = Date.now() - t0;
     return { vm, timings: { prepMs, qmpMs, loadedMs, agentMs, readyMs, phases: timer.phases } };

@@ -134,6 +134,25 @@ describe("frame codec", () => {
     assert.equal(withNet.u8(), 24);
   });
 
+  it("encodes CONFIGURE's keep flags from protocol 3 on, everything before", () => {
+    const base = { hostname: "", envs: { A: "1" }, sshPubkeys: ["ssh-ed25519 AAA"], rngSeed: Buffer.alloc(32, 1), wallClockMs: 1000 };
+    const read = (buf: Buffer, flagged: boolean) => {
+      const r = new PayloadReader(buf);
+      r.str();
+      assert.equal(r.u8(), 0);
+      const envs: Record<string, string> = {};
+      for (let n = r.u32(); n > 0; n--) envs[r.str()] = r.str();
+      const out = { envs, keys: r.strList(), seed: r.bytes().length, clock: Number(r.u64()), keep: flagged ? r.u8() : -1 };
+      r.end();
+      return out;
+    };
+    assert.deepEqual(read(encodeConfigure({ ...base, keep: { envs: true, keys: true } }, 3), true), { envs: {}, keys: [], seed: 32, clock: 1000, keep: 3 });
+    assert.deepEqual(read(encodeConfigure({ ...base, keep: { keys: true } }, 3), true), { envs: { A: "1" }, keys: [], seed: 32, clock: 1000, keep: 2 });
+    assert.deepEqual(read(encodeConfigure(base, 3), true), { envs: { A: "1" }, keys: ["ssh-ed25519 AAA"], seed: 32, clock: 1000, keep: 0 });
+    // An agent of protocol 2 has no flags: it gets everything, whatever keep says.
+    assert.deepEqual(read(encodeConfigure({ ...base, keep: { envs: true, keys: true } }, 2), false), { envs: { A: "1" }, keys: ["ssh-ed25519 AAA"], seed: 32, clock: 1000, keep: -1 });
+  });
+
   it("fuzz: random and mutated input only ever throws FrameError", () => {
     const valid = Buffer.concat([
       ...GOLDEN_FRAMES.map((g) => Buffer.from(g.hex, "hex")),
