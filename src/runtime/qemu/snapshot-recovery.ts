@@ -2,7 +2,7 @@
  * What QemuRuntime's reconcile does with snapshot files a previous server
  * left (see the crash table in docs/snapshots.md).
  */
-import { readdir, rm } from "node:fs/promises";
+import { readdir, rm, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { HostNetwork } from "../network/host-network.js";
 import { readBundle } from "../snapshot/paused-bundle.js";
@@ -25,7 +25,25 @@ export async function settlePaused(dataDir: string, id: string, network: HostNet
   const tap = (await readVmMeta(p.meta))?.tap;
   if (tap) await network.deleteTap(tap).catch(() => {});
   await rm(`${p.state}.tmp`, { force: true });
+  await unlinkStrayLayers(p.dir, path.join(p.dir, bundle.disk.file));
   return true;
+}
+
+/**
+ * A fork killed while freezing the disk (fork.ts freezeDisk) leaves the
+ * active disk hard-linked as a new layer the bundle does not use yet. The
+ * extra link is not harmless: the VMM jail makes hard-linked files root's
+ * and read-only (shared with forks), so the resumed QEMU could not write its
+ * own disk. A layer that is the active disk's inode is never in its chain: unlinked.
+ */
+async function unlinkStrayLayers(dir: string, active: string): Promise<void> {
+  const ino = (await stat(active).catch(() => undefined))?.ino;
+  if (ino === undefined) return;
+  for (const name of await readdir(dir)) {
+    if (!/^layer-\d+\.(qcow2|img)$/.test(name)) continue;
+    const f = path.join(dir, name);
+    if ((await stat(f).catch(() => undefined))?.ino === ino) await unlink(f);
+  }
 }
 
 /** Removes the half-made child directories of forks interrupted before the child existed. */

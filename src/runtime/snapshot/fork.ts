@@ -113,7 +113,8 @@ export async function forkPaused(d: SnapshotDeps, parentId: string, childId: str
  * Renames the parent's active disk into the next frozen layer and gives it a
  * new empty overlay on it. Order: new overlay under a temp name, hard link
  * the old disk as the layer, atomically rename the new overlay over the old
- * name. A crash leaves the old disk in place (plus a harmless extra link).
+ * name. A crash leaves the old disk in place plus an extra link to it, which
+ * reconcile removes (settlePaused: the jail would make a linked disk read-only).
  */
 async function freezeDisk(p: SnapPaths, b: PausedBundle): Promise<{ name: string; format: "raw" | "qcow2" }> {
   const active = path.join(p.dir, b.disk.file);
