@@ -4,12 +4,14 @@
  * a chain of a dozen execs (sh, ip netns exec, sh + mkdir/mknod/chown/ln/
  * mount, prlimit, chroot, setpriv) that cost 70-280 ms per launch under load.
  *
- *   hutch-jailer [--cgroup DIR]... [--netns NAME] --root DIR --fstab FILE
+ *   hutch-jailer [--cgroup DIR]... [--netns NAME]
+ *     [--tap NAME[,NAME]...:BRIDGE[:ALIAS] --tap-fd N] --root DIR --fstab FILE
  *     [--link NAME=TARGET]... [--dev PATH]... [--node PATH:MAJOR:MINOR]...
  *     --uid N --gid N --nofile N --nproc N -- PROGRAM ARG...
  *
- * In order: join the cgroups; enter the network namespace; a private mount
- * namespace (slave to the host's); a tmpfs on --root with /dev/net, empty
+ * In order: join the cgroups; enter the network namespace; create the VM's
+ * tap there and keep it open at fd N (tap.c); a private mount
+ * namespace (slave to the host's); a tmpfs on --root with /dev, empty
  * files for the bound devices (--dev), device nodes of its own owned by the
  * uid (--node), the symlinks (--link); the bind mounts of --fstab (lines
  * "SRC DST none OPTS 0 0", options bind, ro, nosuid, nodev, X-mount.mkdir;
@@ -36,10 +38,11 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+#include "jailer.h"
 
 #define MAX_ITEMS 64
 
-static void die(const char *fmt, ...) {
+void die(const char *fmt, ...) {
     int e = errno;
     va_list ap;
     fputs("hutch-jailer: ", stderr);
@@ -50,7 +53,7 @@ static void die(const char *fmt, ...) {
     exit(126);
 }
 
-static void usage(const char *why) {
+void usage(const char *why) {
     fprintf(stderr, "hutch-jailer: %s\n", why);
     exit(126);
 }
@@ -140,8 +143,8 @@ static void drop_caps(void) {
 int main(int argc, char **argv) {
     const char *cgroups[MAX_ITEMS], *links[MAX_ITEMS], *devs[MAX_ITEMS], *nodes[MAX_ITEMS];
     int ncg = 0, nlinks = 0, ndevs = 0, nnodes = 0;
-    const char *netns = NULL, *root = NULL, *fstab = NULL;
-    long uid = -1, gid = -1, nofile = -1, nproc = -1;
+    const char *netns = NULL, *root = NULL, *fstab = NULL, *tap = NULL;
+    long uid = -1, gid = -1, nofile = -1, nproc = -1, tap_fd = -1;
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -163,6 +166,8 @@ int main(int argc, char **argv) {
         LIST("--node", nodes, nnodes)
 #undef LIST
         if (strcmp(a, "--netns") == 0) netns = v;
+        else if (strcmp(a, "--tap") == 0) tap = v;
+        else if (strcmp(a, "--tap-fd") == 0) tap_fd = num(v, "bad --tap-fd");
         else if (strcmp(a, "--root") == 0) root = v;
         else if (strcmp(a, "--fstab") == 0) fstab = v;
         else if (strcmp(a, "--uid") == 0) uid = num(v, "bad --uid");
@@ -173,6 +178,7 @@ int main(int argc, char **argv) {
     }
     if (i >= argc) usage("no program");
     if (!root || !fstab || uid <= 0 || gid <= 0 || nofile < 0 || nproc < 0) usage("--root, --fstab, --uid, --gid, --nofile, --nproc are required");
+    if (!tap != (tap_fd < 0)) usage("--tap and --tap-fd go together");
 
     char pid[32], path[PATH_MAX];
     snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
@@ -188,10 +194,12 @@ int main(int argc, char **argv) {
         if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) die("enter netns %s", netns);
         close(fd);
     }
+    /* In the netns, with every capability still: QEMU only inherits the open tap. */
+    if (tap) make_tap(tap, (int)tap_fd);
     if (unshare(CLONE_NEWNS) < 0) die("unshare the mount namespace");
     if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) die("make / a slave");
     if (mount("hutch-jail", root, "tmpfs", MS_NOSUID, "mode=0755,size=1m") < 0) die("mount tmpfs on %s", root);
-    join_path(path, root, "/dev/net");
+    join_path(path, root, "/dev");
     mkdirs(path, 0755);
     for (int d = 0; d < ndevs; d++) {
         join_path(path, root, devs[d]);
@@ -208,6 +216,9 @@ int main(int argc, char **argv) {
         char *major = strrchr(spec, ':');
         if (!major) usage("--node PATH:MAJOR:MINOR");
         *major++ = 0;
+        join_path(path, root, spec);
+        *strrchr(path, '/') = 0; /* its directory (/dev/net for a tun node) */
+        mkdirs(path, 0755);
         join_path(path, root, spec);
         if (mknod(path, S_IFCHR | 0600, makedev(num(major, "bad major"), num(minor, "bad minor"))) < 0) die("mknod %s", path);
         if (chown(path, (uid_t)uid, (gid_t)gid) < 0) die("chown %s", path);

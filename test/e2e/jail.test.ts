@@ -2,8 +2,10 @@
  * The jailed VMM, seen from the host: every QEMU runs as a uid of its own
  * (not root, different per VM), without capabilities, with no_new_privs and
  * seccomp, under rlimits and a cgroup, chrooted to a view holding only its
- * own directory, the images (read-only) and a few devices. Pause, resume and
- * fork work under it, and nothing of a jail outlives its VM.
+ * own directory, the images (read-only) and a few devices. Its tap is made by
+ * hutch-jailer and held open by QEMU (no /dev/net/tun in the jail), so it
+ * goes with the process. Pause, resume and fork work under it, and nothing
+ * of a jail outlives its VM.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -13,7 +15,9 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Sandbox } from "@nodeops-createos/sandbox";
-import { startServer, type TestServer } from "./support/server.js";
+import { netnsNames } from "../../src/runtime/network/netns-names.js";
+import { JAIL_TAP_FD } from "../../src/runtime/qemu/vmm-jail-argv.js";
+import { startServer, waitFor, type TestServer } from "./support/server.js";
 
 const run = promisify(execFile);
 const GID = 2_000_000;
@@ -57,6 +61,8 @@ describe("jailed VMM (minimal:1)", () => {
   const dir = (id: string) => join(server.dataDir, "sandboxes", id);
   const pidOf = async (id: string) => Number((await readFile(join(dir(id), "qemu.pid"), "utf8")).trim());
   const jailFiles = async () => (await readdir(join(server.dataDir, "jail"))).filter((f) => f !== "root").sort();
+  const tapOf = async (id: string) => (JSON.parse(await readFile(join(dir(id), "meta.json"), "utf8")) as { tap: string }).tap;
+  const tapGone = async (tap: string) => run("ip", ["-n", server.netns, "link", "show", "dev", tap]).then(() => false, () => true);
 
   before(async () => {
     server = await startServer();
@@ -91,10 +97,14 @@ describe("jailed VMM (minimal:1)", () => {
       assert.equal((await readFile(join(await cgroupDir(pid, "pids"), "pids.max"), "utf8")).trim(), "512");
       const cpu = await cgroupDir(pid, "cpu");
       assert.equal((await readFile(join(cpu, "cpu.cfs_quota_us"), "utf8")).trim(), "150000");
-      // Its tap belongs to its uid: QEMU attached to it without CAP_NET_ADMIN.
-      const meta = JSON.parse(await readFile(join(dir(sb.id), "meta.json"), "utf8")) as { tap: string };
-      const link = await run("ip", ["-n", server.netns, "-d", "link", "show", "dev", meta.tap]);
-      assert.match(link.stdout, new RegExp(`user ${ruid}\\b`));
+      // Its tap: made by hutch-jailer, held open by QEMU (not persistent, no owner), on the bridge; no tun device in the jail.
+      const tap = await tapOf(sb.id);
+      assert.match(await readFile(`/proc/${pid}/fdinfo/${JAIL_TAP_FD}`, "utf8"), new RegExp(`^iff:\\s+${tap}$`, "m"));
+      const link = await run("ip", ["-n", server.netns, "-d", "link", "show", "dev", tap]);
+      assert.match(link.stdout, new RegExp(`master ${netnsNames(server.netns).bridge} `));
+      assert.match(link.stdout, /tun type tap pi off vnet_hdr on persist off/);
+      assert.doesNotMatch(link.stdout, /\buser \d/);
+      assert.ok(!existsSync(`/proc/${pid}/root/dev/net/tun`), "no /dev/net/tun in the jail");
       const own = await stat(dir(sb.id));
       assert.equal(own.uid, ruid, "its directory is its own");
       assert.equal(own.mode & 0o777, 0o700);
@@ -153,6 +163,12 @@ describe("jailed VMM (minimal:1)", () => {
     assert.notEqual(ua, uc, "the fork's child has a uid of its own");
     await child.sh("echo child > /root/f.txt");
     assert.equal((await a.sh("cat /root/f.txt")).result.stdout.trim(), "before", "the disks diverge");
+    // SIGKILL of its QEMU: the tap went with the process (nothing deletes a held tap).
+    const [cpid, ctap] = [await pidOf(child.id), await tapOf(child.id)];
+    assert.equal(await tapGone(ctap), false);
+    process.kill(cpid, "SIGKILL");
+    await waitFor(async () => (existsSync(`/proc/${cpid}`) ? undefined : true), 5000, `VMM ${cpid} gone`);
+    assert.equal(await tapGone(ctap), true, `tap ${ctap} gone with its QEMU`);
     await child.destroy();
   });
 
@@ -165,9 +181,11 @@ describe("jailed VMM (minimal:1)", () => {
       assert.equal((await readFile(join(mem, "memory.failcnt"), "utf8")).trim(), "0", "the VMM never hit its memory limit");
     }
     const pids = await Promise.all([a, b].map((sb) => pidOf(sb.id)));
+    const taps = await Promise.all([a, b].map((sb) => tapOf(sb.id)));
     await Promise.all([a.destroy(), b.destroy()]);
     const deadline = Date.now() + 10_000;
     while (existsSync(memParent) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    for (const tap of taps) assert.equal(await tapGone(tap), true, `tap ${tap} gone`);
     assert.ok(!existsSync(memParent), "the per-server cgroup parent went with its last VM");
     assert.deepEqual(await jailFiles(), []);
     for (const pid of pids) assert.ok(!existsSync(`/proc/${pid}`), `VMM ${pid} is gone`);

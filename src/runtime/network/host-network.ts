@@ -19,7 +19,14 @@
  * to 169.254.211.0/30 (link-local: never routed, unlikely to be in use).
  * Guests may not open connections to the host through the veth (host input
  * from it is dropped), only through the internet-facing address like anyone.
+ *
+ * A VM's tap is made one of two ways. With the VMM jail's `hutch-jailer`,
+ * the jailer creates it in-process from `tapSpec` and QEMU inherits it as an
+ * fd (`heldTap` learns its name): not persistent, it goes with its QEMU.
+ * Otherwise `createTap` makes a persistent one with `ip` (~40 ms) that QEMU
+ * opens by name, and `deleteTap` removes it after the VM.
  */
+import { readFile } from "node:fs/promises";
 import { RuntimeError } from "../errors.js";
 import { cidrInfo, intToIp, ipToInt } from "./cidr.js";
 import { netnsNames } from "./netns-names.js";
@@ -58,6 +65,17 @@ export interface TapInfo {
   sandboxId?: string;
 }
 
+/**
+ * What `hutch-jailer --tap` needs to create sandbox `id`'s tap itself:
+ * the names to try in order (the second when a live VM holds the first),
+ * the bridge, and the alias that records the id (read by `list`).
+ */
+export interface TapSpec {
+  names: string[];
+  bridge: string;
+  alias: string;
+}
+
 /** Name of the veth end inside the namespace. */
 export const NS_VETH = "uplink";
 
@@ -83,6 +101,8 @@ export class HostNetwork {
    * QEMU may attach to a tap it owns without CAP_NET_ADMIN. Undefined: root's.
    */
   tapOwner: ((id: string) => Promise<number | undefined>) | undefined;
+  /** Taps held open by a QEMU of this server (`heldTap`): they go with it, `deleteTap` has nothing to do. */
+  private readonly held = new Set<string>();
 
   constructor(opts: HostNetworkOptions = {}) {
     this.netnsName = opts.nsName ?? "hutch";
@@ -202,8 +222,32 @@ export class HostNetwork {
     throw new RuntimeError("internal", `no free tap name for ${id}`);
   }
 
-  /** Removes a tap; a missing one is fine. */
+  /** How `hutch-jailer` makes sandbox `id`'s tap (see TapSpec): the names `createTap` would try. */
+  tapSpec(id: string): TapSpec {
+    return { names: [tapName(id), fallbackTapName(id)], bridge: this.bridge, alias: id };
+  }
+
+  /**
+   * The name of the tap that process `pid` holds open at `fd` (made by
+   * `hutch-jailer` from `tapSpec`), from /proc/<pid>/fdinfo. Remembered as
+   * held: it is not persistent, so once its QEMU is gone so is the tap and
+   * `deleteTap` of it runs nothing.
+   */
+  async heldTap(pid: number, fd: number): Promise<string> {
+    const info = await readFile(`/proc/${pid}/fdinfo/${fd}`, "utf8").catch(() => "");
+    const name = /^iff:\s*(\S+)$/m.exec(info)?.[1];
+    if (!name) throw new RuntimeError("internal", `process ${pid} holds no tap at fd ${fd}`);
+    this.held.add(name);
+    return name;
+  }
+
+  /**
+   * Removes a tap once its VM is gone; a missing one is fine. A tap held by
+   * a QEMU of this server (`heldTap`) went with it: nothing to run. (One
+   * held by a previous server's QEMU is removed by name, usually already gone.)
+   */
   async deleteTap(name: string): Promise<void> {
+    if (this.held.delete(name)) return;
     const r = await this.ip(true, ["link", "del", "dev", name], true);
     if (r.code !== 0 && !/Cannot find device|does not exist/i.test(r.stderr)) {
       throw new RuntimeError("internal", `ip link del ${name}: ${r.stderr.trim()}`);

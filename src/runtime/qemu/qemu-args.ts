@@ -14,7 +14,8 @@ export interface QemuArgsInput {
   kernel: { vmlinux: string; initrd: string; cmdline: string };
   /** Read-only base ext4 shared by every VM of that image. */
   rootfsPath: string;
-  tap: string;
+  /** The tap QEMU opens by name, or the fd of one it inherits open (made by hutch-jailer). */
+  tap: string | { fd: number };
   mac: string;
 }
 
@@ -32,7 +33,8 @@ export const TCG_TB_MIB = 256;
 
 /**
  * argv (without the binary) for `qemu-system-x86_64`: a microvm with the
- * image's base disk read-only, the sandbox's disk writable, a tap NIC, QMP
+ * image's base disk read-only, the sandbox's disk writable, a tap NIC (by
+ * name, or an inherited fd: then QEMU needs no /dev/net/tun), QMP
  * and the agent's virtio-serial port on unix sockets in the VM's directory,
  * the serial console appended to console.log. `-no-reboot` plus the
  * kernel's `panic=-1` make a guest panic or reboot end the process, which
@@ -43,6 +45,7 @@ export function buildQemuArgs(i: QemuArgsInput): string[] {
     if (!Number.isInteger(v) || v <= 0) throw new Error(`invalid ${k}: ${v}`);
   }
   if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(i.mac)) throw new Error(`invalid MAC: ${i.mac}`);
+  if (typeof i.tap !== "string" && !(Number.isInteger(i.tap.fd) && i.tap.fd > 2)) throw new Error(`invalid tap fd: ${i.tap.fd}`);
   const p = i.paths;
   return [
     // The id in argv lets reconcile recognise the process via /proc/<pid>/cmdline.
@@ -80,7 +83,7 @@ export function buildQemuArgs(i: QemuArgsInput): string[] {
     "-device", "virtio-blk-device,drive=base",
     "-drive", `id=disk,file=${opt(p.disk)},format=raw,if=none,discard=unmap,${DISK_ERROR_POLICY}`,
     "-device", "virtio-blk-device,drive=disk",
-    "-netdev", `tap,id=net0,ifname=${i.tap},script=no,downscript=no`,
+    "-netdev", typeof i.tap === "string" ? `tap,id=net0,ifname=${i.tap},script=no,downscript=no` : `tap,id=net0,fd=${i.tap.fd}`,
     "-device", `virtio-net-device,netdev=net0,mac=${i.mac}`,
     "-pidfile", p.pidfile,
   ];

@@ -74,15 +74,29 @@ export async function bootVm(d: BootDeps, spec: MachineSpec, signal: AbortSignal
       throw new RuntimeError("internal", `could not create the disk of ${spec.id}: ${(err as Error).message}`, { cause: err });
     });
     signal.throwIfAborted();
-    tap = await d.network.createTap(spec.id);
-    await writeVmMeta(paths.meta, {
+    // meta.json names the tap for cleanup after a crash. hutch-jailer makes
+    // the tap at launch and QEMU holds it (it goes with QEMU): named once known.
+    const meta = (t: string) => writeVmMeta(paths.meta, {
       id: spec.id,
-      tap,
+      tap: t,
       vcpu: spec.vcpu,
       memMib: spec.memMib,
       rootfs: spec.rootfs,
       createdAt: new Date().toISOString(),
     });
+    const fdTap = d.jail?.makesTaps === true;
+    if (!fdTap) {
+      tap = await d.network.createTap(spec.id);
+      await meta(tap);
+    }
+    signal.throwIfAborted();
+    jail = d.jail
+      ? await d.jail.prepare(jailSpecFor({
+        id: spec.id, dir: paths.dir, vcpu: spec.vcpu, memMib: spec.memMib, accel: d.accel, kernel, rootfsPath: rootfs, binary: d.binary,
+        ...(fdTap ? { tap: d.network.tapSpec(spec.id) } : {}),
+      }))
+      : undefined;
+    const tapFd = jail?.tapFd;
     const args = buildQemuArgs({
       id: spec.id,
       accel: d.accel,
@@ -91,13 +105,9 @@ export async function bootVm(d: BootDeps, spec: MachineSpec, signal: AbortSignal
       paths,
       kernel,
       rootfsPath: rootfs,
-      tap,
+      tap: tapFd !== undefined ? { fd: tapFd } : tap!,
       mac: spec.net.mac,
     });
-    signal.throwIfAborted();
-    jail = d.jail
-      ? await d.jail.prepare(jailSpecFor({ id: spec.id, dir: paths.dir, vcpu: spec.vcpu, memMib: spec.memMib, accel: d.accel, kernel, rootfsPath: rootfs, binary: d.binary }))
-      : undefined;
     // `ip netns exec` (and the jail's sh, prlimit, chroot, setpriv) exec QEMU in place: the child's pid is QEMU's.
     const child = spawnDetached([...(jail ? jail.prefix(d.network.execPrefix()) : d.network.execPrefix()), d.binary, ...args], paths.dir, paths.qemuLog, jail?.env);
     pid = child.pid;
@@ -110,12 +120,16 @@ export async function bootVm(d: BootDeps, spec: MachineSpec, signal: AbortSignal
     if (pid === undefined) throw new Error("spawn failed");
     const bootSignal = AbortSignal.any([signal, exited.signal]);
     qmp = await QmpClient.connect(paths.qmp, { timeoutMs: 10_000, signal: bootSignal });
+    if (tapFd !== undefined) {
+      tap = await d.network.heldTap(pid, tapFd);
+      await meta(tap);
+    }
     agent = await AgentClient.connect(paths.agent, { timeoutMs: d.bootTimeoutMs, signal: bootSignal });
     const bootMs = Date.now() - t0;
     await agent.configure(guestConfigOf(spec));
     signal.throwIfAborted();
     if (exitedWith) throw new Error(exitedWith);
-    return { id: spec.id, pid, paths, tap, agent, qmp, child, bootMs };
+    return { id: spec.id, pid, paths, tap: tap!, agent, qmp, child, bootMs };
   } catch (err) {
     agent?.close();
     qmp?.close();

@@ -10,6 +10,7 @@ import { statSync } from "node:fs";
 import { lstat, readlink } from "node:fs/promises";
 import path from "node:path";
 import type { Accel } from "../host-info.js";
+import type { TapSpec } from "../network/host-network.js";
 
 /**
  * Runs first, as root, in the host's mount namespace: joins the cgroups
@@ -34,6 +35,12 @@ for l in $links; do ln -s "\${l#*=}" "$root/\${l%%=*}"; done
 mount -a -T "$fstab"
 exec "$@"`;
 
+/**
+ * Where QEMU finds the tap that `hutch-jailer --tap` made (`-netdev
+ * tap,fd=N`): above stdio and the fds a launch passes on (3: a migration stream).
+ */
+export const JAIL_TAP_FD = 8;
+
 /** Devices every user may open anyway: bound into the jail as they are. */
 const BOUND_DEVICES = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
 
@@ -54,6 +61,11 @@ export interface JailArgvInput {
   nproc: number;
   /** The `hutch-jailer` binary; the shell chain without it. */
   jailer?: string;
+  /**
+   * The tap for the jailer to create in the netns and leave open at
+   * JAIL_TAP_FD (needs `jailer`): the jail then has no /dev/net/tun.
+   */
+  tap?: TapSpec;
 }
 
 /**
@@ -63,11 +75,13 @@ export interface JailArgvInput {
  * prlimit → chroot → setpriv.
  */
 export function jailArgv(i: JailArgvInput): (netnsPrefix: string[]) => string[] {
-  // World-usable devices are bound; the tun (and KVM) device is a node of the jail's own, owned by its uid.
-  const nodes = ["/dev/net/tun", ...(i.accel === "kvm" ? ["/dev/kvm"] : [])].map((d) => `${d}:${deviceNumbers(d)}`);
+  if (i.tap && !i.jailer) throw new Error("only hutch-jailer makes a jail's tap");
+  // World-usable devices are bound; the tun (unless QEMU inherits its tap) and KVM devices are nodes of the jail's own, owned by its uid.
+  const nodes = [...(i.tap ? [] : ["/dev/net/tun"]), ...(i.accel === "kvm" ? ["/dev/kvm"] : [])].map((d) => `${d}:${deviceNumbers(d)}`);
   if (i.jailer) {
     const jailer = i.jailer;
     const tail = [
+      ...(i.tap ? ["--tap", tapArg(i.tap), "--tap-fd", String(JAIL_TAP_FD)] : []),
       "--root", i.root, "--fstab", i.fstab,
       ...i.links.flatMap((l) => ["--link", l]), ...BOUND_DEVICES.flatMap((d) => ["--dev", d]), ...nodes.flatMap((n) => ["--node", n]),
       "--uid", String(i.uid), "--gid", String(i.gid), "--nofile", String(i.nofile), "--nproc", String(i.nproc), "--",
@@ -125,6 +139,15 @@ export async function mergedUsrLinks(): Promise<string[]> {
     }
   }
   return links;
+}
+
+/** `--tap NAME[,NAME]...:BRIDGE:ALIAS` (jailer/tap.c). */
+function tapArg(t: TapSpec): string {
+  for (const n of [...t.names, t.bridge]) {
+    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(n)) throw new Error(`invalid interface name: ${n}`);
+  }
+  if (t.names.length === 0 || !/^[^:]{0,255}$/.test(t.alias)) throw new Error(`invalid tap spec: ${JSON.stringify(t)}`);
+  return `${t.names.join(",")}:${t.bridge}:${t.alias}`;
 }
 
 /** "major:minor" of character device `dev` (Linux's encoding of st_rdev). */

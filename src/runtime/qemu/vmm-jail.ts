@@ -13,7 +13,9 @@
  *   its own (memory = guest RAM + overhead, pids, CPU quota).
  *
  * The jail is set up by `hutch-jailer` (jailer/jailer.c, built at start-up
- * like the agent), one process that joins the cgroups, enters the netns, a
+ * like the agent), one process that joins the cgroups, enters the netns,
+ * creates the VM's tap there (QEMU inherits it as an fd: no /dev/net/tun in
+ * the jail, and the tap goes with the process), a
  * mount namespace of its own (slave to the host's), mounts the tmpfs and the
  * binds, sets rlimits, chroots, drops to the uid and execs QEMU, so the
  * spawned pid is QEMU's. Without it (no compiler), the same is done by a
@@ -27,9 +29,10 @@ import { randomBytes } from "node:crypto";
 import { chmod, chown, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Accel } from "../host-info.js";
+import type { TapSpec } from "../network/host-network.js";
 import type { RuntimeLogger } from "./runtime-logger.js";
 import { removeCgroups, VmmCgroups, type CgroupLimits } from "./vmm-cgroups.js";
-import { jailArgv, jailFstab, mergedUsrLinks } from "./vmm-jail-argv.js";
+import { JAIL_TAP_FD, jailArgv, jailFstab, mergedUsrLinks } from "./vmm-jail-argv.js";
 import { buildJailer, roRamShim } from "./vmm-jailer.js";
 
 /** First id of the reserved range: the shared VMM gid; uids are base + 1, base + 2, … */
@@ -74,6 +77,8 @@ export interface JailSpec {
   shared: string[];
   /** The RAM file this launch maps copy-on-write (share=off), opened read-only through the shim. */
   roRam?: string;
+  /** The tap the jailer creates for this launch (only when `VmmJail.makesTaps`); QEMU gets it at `JailLease.tapFd`. */
+  tap?: TapSpec;
 }
 
 /** One launch's jail: the argv prefix (after `ip netns exec NS`), its env, and its release. */
@@ -84,6 +89,8 @@ export interface JailLease {
   prefix(netnsPrefix: string[]): string[];
   /** QEMU's whole environment: the server's secrets must not be readable in /proc/<pid>/environ. */
   env: NodeJS.ProcessEnv;
+  /** With `JailSpec.tap`: the fd QEMU holds its tap at (`-netdev tap,fd=N`). */
+  tapFd?: number;
   /** Removes cgroups and record once the VMM is gone; a no-op once a newer launch of the id took over. */
   release(): Promise<void>;
 }
@@ -124,6 +131,14 @@ export class VmmJail {
     this.root = path.join(this.dir, "root");
   }
 
+  /**
+   * Whether launches get their tap from `hutch-jailer` (JailSpec.tap)
+   * rather than `HostNetwork.createTap`: true when the jailer is built.
+   */
+  get makesTaps(): boolean {
+    return this.jailer !== undefined;
+  }
+
   /** Prepares `<dataDir>/jail/` and detects cgroups (one log line when there are none). */
   static async create(opts: VmmJailOptions): Promise<VmmJail> {
     const dir = path.join(path.resolve(opts.dataDir), "jail");
@@ -142,6 +157,7 @@ export class VmmJail {
    * A previous launch's leftovers of the same id are released first.
    */
   async prepare(spec: JailSpec): Promise<JailLease> {
+    if (spec.tap && !this.makesTaps) throw new Error("this VMM jail has no hutch-jailer to make taps");
     return this.serial(async () => {
       // The uid reserved with the tap (reserveUid) is kept; a previous launch's cgroups are not.
       const old = await this.readRecord(spec.id);
@@ -170,12 +186,14 @@ export class VmmJail {
       const prefix = jailArgv({
         root: this.root, fstab, links: this.links, uid, gid: this.gid, accel: spec.accel, cgroups: rec.cgroups,
         nofile: this.opts.nofile ?? 1024, nproc: this.opts.nproc ?? 512, ...(this.jailer ? { jailer: this.jailer } : {}),
+        ...(spec.tap ? { tap: spec.tap } : {}),
       });
       return {
         id: spec.id,
         uid,
         prefix,
         env: { PATH: PATH_ENV, ...(shim ? { LD_PRELOAD: shim, HUTCH_RO_RAM: spec.roRam } : {}) },
+        ...(spec.tap ? { tapFd: JAIL_TAP_FD } : {}),
         release: () => this.release(spec.id, token),
       };
     });
@@ -327,11 +345,16 @@ export interface LaunchFiles {
   shared?: string[];
   /** See JailSpec.roRam. */
   roRam?: string;
+  /** See JailSpec.tap. */
+  tap?: TapSpec;
 }
 
 /** The JailSpec of a launch: kernel, initrd and base image read-only, an absolute binary's directory too. */
 export function jailSpecFor(f: LaunchFiles): JailSpec {
   const readOnly = [path.dirname(f.kernel.vmlinux), path.dirname(f.kernel.initrd), path.dirname(f.rootfsPath)];
   if (path.isAbsolute(f.binary)) readOnly.push(path.dirname(f.binary));
-  return { id: f.id, dir: f.dir, vcpu: f.vcpu, memMib: f.memMib, accel: f.accel, readOnly, shared: f.shared ?? [], ...(f.roRam !== undefined ? { roRam: f.roRam } : {}) };
+  return {
+    id: f.id, dir: f.dir, vcpu: f.vcpu, memMib: f.memMib, accel: f.accel, readOnly, shared: f.shared ?? [],
+    ...(f.roRam !== undefined ? { roRam: f.roRam } : {}), ...(f.tap ? { tap: f.tap } : {}),
+  };
 }

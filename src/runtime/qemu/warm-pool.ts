@@ -14,6 +14,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import { ulid } from "ulid";
 import type { MachineShape, MachineSpec } from "../runtime.js";
 import { snapPaths } from "../snapshot/snapshot-paths.js";
@@ -149,6 +150,11 @@ export class WarmPool {
 
   async #discard(vm: SnapVm): Promise<void> {
     await stopVm(vm, 500).catch(() => {});
+    // Its jail's release too (pool close: the server exits next and would leave
+    // its cgroups). The timer keeps the event loop alive until QEMU's exit event.
+    const wait = new AbortController();
+    await Promise.race([vm.released, sleep(2000, undefined, { signal: wait.signal }).catch(() => {})]);
+    wait.abort();
     await this.d.network.deleteTap(vm.tap).catch(() => {});
     await rm(snapPaths(this.d.dataDir, vm.id).dir, { recursive: true, force: true });
   }

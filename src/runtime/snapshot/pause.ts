@@ -35,7 +35,8 @@ export interface PauseResult {
 
 /**
  * Pauses `vm` (attached, running) into its directory and ends its QEMU
- * process. The tap is deleted too (`resumeFromDisk` makes it again), so a
+ * process. The tap is gone too (one made by hutch-jailer went with QEMU,
+ * else it is deleted; `resumeFromDisk` makes it again), so a
  * paused sandbox holds no host resource but files. If the stream fails, the
  * guest is `cont`inued and the error thrown: the VM stays running.
  */
@@ -150,18 +151,22 @@ export async function resumeFromDisk(
   let vm: SnapVm | undefined;
   let consumed = false;
   timer.lap("bundle");
-  const tap = await d.network.createTap(id);
+  // hutch-jailer makes the tap at launch; without it, made here.
+  const tap = d.jail?.makesTaps ? undefined : await d.network.createTap(id);
   timer.lap("tap");
   try {
-    // meta.json names the tap for QemuRuntime's cleanup (a fork's child has none yet).
+    // meta.json names the tap for QemuRuntime's cleanup (a fork's child has none yet);
+    // a tap QEMU holds goes with it: its name is written once known.
     const meta = await readVmMeta(p.meta);
-    await writeVmMeta(p.meta, { id, vcpu: b.vcpu, memMib: b.memMib, rootfs: b.rootfs, createdAt: meta?.createdAt ?? b.pausedAt, tap });
+    const writeMeta = (t: string) => writeVmMeta(p.meta, { id, vcpu: b.vcpu, memMib: b.memMib, rootfs: b.rootfs, createdAt: meta?.createdAt ?? b.pausedAt, tap: t });
+    if (tap) await writeMeta(tap);
     timer.lap("meta");
     vm = await launchVm(d, {
       id, paths: p, tap, mac: identity.net.mac, vcpu: b.vcpu, memMib: b.memMib, rootfs: b.rootfs, ram,
       disk: { file: path.join(p.dir, b.disk.file), format: b.disk.format }, incoming: true, paused: true,
       ...(b.template ? { template: b.template } : {}), timer, incomingFrom: p.state,
     });
+    if (!tap) await writeMeta(vm.tap);
     const qmpMs = Date.now() - t0;
     const agent = AgentClient.connect(p.agent, { timeoutMs });
     agent.catch(() => {});
@@ -199,7 +204,8 @@ export async function resumeFromDisk(
     if (vm) await stopVm(vm, 500).catch(() => {});
     // Files untouched by the guest: the bundle is still valid, put it back.
     if (consumed && b.mem !== "owned") await writeBundle(p.bundle, b).catch(() => {});
-    await d.network.deleteTap(tap).catch(() => {});
+    const t = tap ?? vm?.tap;
+    if (t) await d.network.deleteTap(t).catch(() => {});
     throw e;
   }
 }

@@ -57,6 +57,11 @@ export interface SnapVm {
   child: ChildProcess;
   /** Set when the process exited (why). */
   exited?: string;
+  /**
+   * Settles once its jail (cgroups, record) is released after QEMU's exit;
+   * undefined without a jail. A server about to exit waits for it.
+   */
+  released?: Promise<void>;
   /** `migrate-incoming` URI of the state it was started with (`LaunchInput.incomingFrom`). */
   incomingUri?: string;
 }
@@ -64,7 +69,12 @@ export interface SnapVm {
 export interface LaunchInput {
   id: string;
   paths: VmPaths;
-  tap: string;
+  /**
+   * The tap made by `HostNetwork.createTap`; undefined: the jail's
+   * hutch-jailer makes it (`VmmJail.makesTaps`) and QEMU inherits it as an
+   * fd (SnapVm.tap is then read back from the process).
+   */
+  tap?: string | undefined;
   mac: string;
   vcpu: number;
   memMib: number;
@@ -91,21 +101,7 @@ export interface LaunchInput {
  * the process is killed and the error carries the console/QEMU log tail.
  */
 export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_000): Promise<SnapVm> {
-  const args = buildSnapshotArgs({
-    id: i.id,
-    accel: d.accel,
-    vcpu: i.vcpu,
-    memMib: i.memMib,
-    paths: i.paths,
-    kernel: d.images.kernel(),
-    rootfsPath: d.images.rootfs(i.rootfs).path,
-    tap: i.tap,
-    mac: i.mac,
-    ram: i.ram,
-    disk: i.disk,
-    incoming: i.incoming,
-    paused: i.paused ?? false,
-  });
+  if (i.tap === undefined && !d.jail?.makesTaps) throw new Error(`VM ${i.id} has no tap and no jailer to make one`);
   // Stale sockets of a previous run of this VM would only refuse connections;
   // without them, the new ones appearing is the signal that QEMU listens.
   await Promise.all([rm(i.paths.qmp, { force: true }), rm(i.paths.agent, { force: true })]);
@@ -114,8 +110,25 @@ export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_0
     id: i.id, dir: i.paths.dir, vcpu: i.vcpu, memMib: i.memMib, accel: d.accel, kernel: d.images.kernel(),
     rootfsPath: d.images.rootfs(i.rootfs).path, binary, shared: sharedDirs(d, i),
     ...(i.ram.file !== undefined && !i.ram.share ? { roRam: i.ram.file } : {}),
+    ...(i.tap === undefined ? { tap: d.network.tapSpec(i.id) } : {}),
   })) : undefined;
   i.timer?.lap("jail");
+  const tapFd = jail?.tapFd;
+  const args = buildSnapshotArgs({
+    id: i.id,
+    accel: d.accel,
+    vcpu: i.vcpu,
+    memMib: i.memMib,
+    paths: i.paths,
+    kernel: d.images.kernel(),
+    rootfsPath: d.images.rootfs(i.rootfs).path,
+    tap: tapFd !== undefined ? { fd: tapFd } : i.tap!,
+    mac: i.mac,
+    ram: i.ram,
+    disk: i.disk,
+    incoming: i.incoming,
+    paused: i.paused ?? false,
+  });
   let child: ChildProcess;
   let stateFd: number | undefined;
   try {
@@ -129,15 +142,19 @@ export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_0
     if (stateFd !== undefined) closeSync(stateFd);
   }
   // The jail's cgroups go with the process, whoever stops it (pause, destroy, crash).
-  if (jail) {
-    child.once("exit", () => void releaseJail(d, jail));
-    child.once("error", () => void releaseJail(d, jail));
-  }
+  const released = jail
+    ? new Promise<void>((done) => {
+      const release = () => void releaseJail(d, jail).then(done);
+      child.once("exit", release);
+      child.once("error", release);
+    })
+    : undefined;
   if (child.pid === undefined) throw new Error("spawn of QEMU failed");
   const vm: Omit<SnapVm, "qmp"> & { qmp?: QmpClient } = {
-    id: i.id, pid: child.pid, paths: i.paths, tap: i.tap, vcpu: i.vcpu, memMib: i.memMib, rootfs: i.rootfs, ram: i.ram, disk: i.disk, child,
+    id: i.id, pid: child.pid, paths: i.paths, tap: i.tap ?? "", vcpu: i.vcpu, memMib: i.memMib, rootfs: i.rootfs, ram: i.ram, disk: i.disk, child,
     ...(i.template ? { template: i.template } : {}),
     ...(stateFd !== undefined ? { incomingUri: "fd:3" } : {}),
+    ...(released ? { released } : {}),
   };
   const gone = new AbortController();
   const onExit = (code: number | null, sig: NodeJS.Signals | null) => {
@@ -155,6 +172,8 @@ export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_0
     while (!existsSync(i.paths.qmp) && Date.now() < deadline) await sleep(5, undefined, { signal: gone.signal });
     i.timer?.lap("spawn");
     vm.qmp = await QmpClient.connect(i.paths.qmp, { timeoutMs: Math.max(deadline - Date.now(), 1), signal: gone.signal });
+    // The jailer's tap (first or fallback name), as QEMU holds it.
+    if (tapFd !== undefined) vm.tap = await d.network.heldTap(child.pid, tapFd);
     i.timer?.lap("qmp");
     return vm as SnapVm;
   } catch (err) {

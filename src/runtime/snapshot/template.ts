@@ -86,7 +86,8 @@ export async function buildTemplate(d: SnapshotDeps, spec: TemplateSpec, bootTim
   let tap: string | undefined;
   try {
     await d.images.createDisk(tp.disk, spec.diskMib);
-    tap = await d.network.createTap(id);
+    // Without hutch-jailer (which makes it at launch), the tap is made here.
+    if (!d.jail?.makesTaps) tap = await d.network.createTap(id);
     const t0 = Date.now();
     vm = await launchVm(d, {
       id, paths, tap, mac: TEMPLATE_MAC, vcpu: spec.vcpu, memMib: spec.memMib, rootfs: spec.rootfs,
@@ -125,7 +126,8 @@ export async function buildTemplate(d: SnapshotDeps, spec: TemplateSpec, bootTim
     await rm(tmpDir, { recursive: true, force: true });
     throw e;
   } finally {
-    if (tap) await d.network.deleteTap(tap).catch(() => {});
+    const t = tap ?? vm?.tap;
+    if (t) await d.network.deleteTap(t).catch(() => {});
   }
 }
 
@@ -203,18 +205,25 @@ export async function restoreFromTemplate(
     await mkdir(path.dirname(paths.dir), { recursive: true, mode: 0o700 });
     await mkdir(paths.dir, { mode: 0o700 });
     // Independent host steps, each a process spawn: run them together.
-    const [ov, tp] = await Promise.allSettled([createOverlay(paths.overlay, tpl.paths.disk, "raw"), d.network.createTap(spec.id)]);
+    // With hutch-jailer there is no tap to make here: it makes it at launch.
+    const [ov, tp] = await Promise.allSettled([
+      createOverlay(paths.overlay, tpl.paths.disk, "raw"),
+      d.jail?.makesTaps ? undefined : d.network.createTap(spec.id),
+    ]);
     if (tp.status === "fulfilled") tap = tp.value;
     if (ov.status === "rejected") throw ov.reason;
     if (tp.status === "rejected") throw tp.reason;
     const prepMs = Date.now() - t0;
     timer.lap("overlay+tap");
-    await writeVmMeta(paths.meta, { id: spec.id, tap: tp.value, vcpu: spec.vcpu, memMib: spec.memMib, rootfs: spec.rootfs, createdAt: new Date().toISOString() });
+    // meta.json names the tap for cleanup after a crash: a tap QEMU holds goes with it, so its name is written once known.
+    const meta = (t: string) => writeVmMeta(paths.meta, { id: spec.id, tap: t, vcpu: spec.vcpu, memMib: spec.memMib, rootfs: spec.rootfs, createdAt: new Date().toISOString() });
+    if (tap) await meta(tap);
     timer.lap("meta");
     vm = await launchVm(d, {
-      id: spec.id, paths, tap: tp.value, mac: spec.net.mac, vcpu: m.vcpu, memMib: m.memMib, rootfs: m.rootfs,
+      id: spec.id, paths, tap, mac: spec.net.mac, vcpu: m.vcpu, memMib: m.memMib, rootfs: m.rootfs,
       ram: { file: tpl.paths.mem, share: false }, disk: { file: paths.overlay, format: "qcow2" }, incoming: true, template: m.key, timer, incomingFrom: tpl.paths.state,
     });
+    if (!tap) await meta(vm.tap);
     const qmpMs = Date.now() - t0;
     // Dial the agent while the state loads: HELLO waits in the socket.
     const agent = AgentClient.connect(paths.agent, { timeoutMs });
@@ -234,7 +243,8 @@ export async function restoreFromTemplate(
   } catch (err) {
     const e = await withTail(paths, `restore of ${spec.id} from ${m.key}: ${(err as Error).message}`, err);
     if (vm) await stopVm(vm, 500).catch(() => {});
-    if (tap) await d.network.deleteTap(tap).catch(() => {});
+    const t = tap ?? vm?.tap;
+    if (t) await d.network.deleteTap(t).catch(() => {});
     await rm(paths.dir, { recursive: true, force: true });
     throw e;
   }

@@ -83,6 +83,13 @@ test("tap NIC with the spec's MAC", () => {
   assert.ok(values(a, "-device").includes("virtio-net-device,netdev=net0,mac=02:fc:c0:a8:00:0c"));
 });
 
+test("a tap inherited open (made by hutch-jailer) is passed by fd", () => {
+  const a = buildQemuArgs(input({ tap: { fd: 8 } }));
+  assert.deepEqual(values(a, "-netdev"), ["tap,id=net0,fd=8"]);
+  assert.ok(values(a, "-device").includes("virtio-net-device,netdev=net0,mac=02:fc:c0:a8:00:0c"));
+  assert.throws(() => buildQemuArgs(input({ tap: { fd: 1 } })), /invalid tap fd/);
+});
+
 test("kernel, initrd and cmdline from the image store", () => {
   const a = buildQemuArgs(input());
   assert.deepEqual(values(a, "-kernel"), ["/c/vmlinux"]);

@@ -9,7 +9,10 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { spawn } from "node:child_process";
 import { jailSpecFor, VMM_ID_BASE, VmmJail, type JailSpec } from "../../../src/runtime/qemu/vmm-jail.js";
+import { JAIL_TAP_FD } from "../../../src/runtime/qemu/vmm-jail-argv.js";
 import { buildJailer, roRamShim } from "../../../src/runtime/qemu/vmm-jailer.js";
+import { HostNetwork } from "../../../src/runtime/network/host-network.js";
+import { fallbackTapName, tapName } from "../../../src/runtime/network/tap-name.js";
 
 const log = { debug() {}, info() {}, warn() {}, error() {} };
 const root = process.getuid?.() === 0;
@@ -117,6 +120,73 @@ describe("VmmJail", { skip: !root && "needs root (chown)" }, () => {
     const code = await new Promise((res) => bad.once("exit", res));
     assert.equal(code, 126);
     assert.match(badErr, /^hutch-jailer: mount tmpfs on \/nonexistent-hutch-root: No such file or directory/);
+  });
+
+  test("hutch-jailer makes the tap in the netns and hands it over at a fixed fd; it goes with the process", async () => {
+    const bin = await buildJailer(log);
+    assert.ok(bin, "jailer/ builds");
+    assert.equal((await VmmJail.create({ dataDir, netns: "unit", log, cgroups: false, jailer: false })).makesTaps, false);
+    await assert.rejects(jail.prepare(spec(A, { tap: { names: ["hvx"], bridge: "br", alias: A } })), /no hutch-jailer/);
+    const withJailer = await VmmJail.create({ dataDir, netns: "unit", log, cgroups: false, jailer: bin });
+    assert.equal(withJailer.makesTaps, true);
+    const suffix = process.pid.toString(36).slice(-4);
+    const net = new HostNetwork({ nsName: `hutch-jt${suffix}`, bridge: `hjt${suffix}0`, hostVeth: `hjt${suffix}-h`, linkCidr: "169.254.215.0/30", cidr: "10.215.0.0/24", hostForwarding: false });
+    const kids: ReturnType<typeof spawn>[] = [];
+    // Two ids whose first tap names clash.
+    const [C, D] = ["sb_01JAAAAAAAAAAAAAQRSTVWXYZ0", "sb_01JBBBBBBBBBBBBBQRSTVWXYZ0"];
+    for (const id of [C, D]) await mkdir(dirOf(id), { recursive: true, mode: 0o700 });
+    /** One jailed `sleep` holding sandbox `id`'s tap; resolves once it runs as its uid. */
+    const launch = async (id: string) => {
+      const l = await withJailer.prepare(spec(id, { readOnly: [], tap: net.tapSpec(id) }));
+      assert.equal(l.tapFd, JAIL_TAP_FD);
+      const argv = l.prefix(net.execPrefix());
+      assert.deepEqual(argv.slice(0, 7), [bin, "--netns", net.netnsName, "--tap", `${tapName(id)},${fallbackTapName(id)}:${net.bridge}:${id}`, "--tap-fd", "8"]);
+      const child = spawn(argv[0]!, [...argv.slice(1), "sleep", "30"], { env: l.env, stdio: ["ignore", "ignore", "pipe"] });
+      kids.push(child);
+      let err = "";
+      child.stderr!.on("data", (b: Buffer) => (err += b.toString()));
+      for (let i = 0; i < 100; i++) {
+        assert.equal(child.exitCode, null, `jailer exited: ${err}`);
+        if (/^Uid:\s+[1-9]/m.test(await readFile(`/proc/${child.pid}/status`, "utf8"))) return { child, lease: l };
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      throw new Error("the jailed program did not start");
+    };
+    try {
+      await net.ensure();
+      const a = await launch(C);
+      const name = await net.heldTap(a.child.pid!, JAIL_TAP_FD);
+      assert.equal(name, tapName(C));
+      assert.equal(await readlink(`/proc/${a.child.pid}/fd/${JAIL_TAP_FD}`), "/dev/net/tun");
+      assert.deepEqual((await readdir(`/proc/${a.child.pid}/root/dev`)).sort(), ["full", "null", "random", "urandom", "zero"], "no /dev/net/tun in the jail");
+      const link = await new Promise<string>((res) => {
+        const ip = spawn("ip", ["-n", net.netnsName, "-d", "link", "show", "dev", name]);
+        let out = "";
+        ip.stdout.on("data", (b: Buffer) => (out += b.toString()));
+        ip.once("exit", () => res(out));
+      });
+      assert.match(link, new RegExp(`master ${net.bridge} `));
+      assert.match(link, /,UP,/);
+      assert.match(link, /tun type tap pi off vnet_hdr on persist off/);
+      assert.match(link, new RegExp(`alias ${C}`));
+      // The same first name held by a live process: the fallback.
+      const b = await launch(D);
+      assert.equal(await net.heldTap(b.child.pid!, JAIL_TAP_FD), fallbackTapName(D));
+      assert.deepEqual((await net.list()).map((t) => `${t.name}=${t.sandboxId}`).sort(), [`${fallbackTapName(D)}=${D}`, `${tapName(C)}=${C}`].sort());
+      // SIGKILL: the tap goes with its last holder, nobody deletes it.
+      a.child.kill("SIGKILL");
+      await new Promise((res) => a.child.once("exit", res));
+      assert.deepEqual((await net.list()).map((t) => t.name), [fallbackTapName(D)]);
+      await net.deleteTap(name); // held: nothing to run, no error
+      await a.lease.release();
+      b.child.kill("SIGKILL");
+      await new Promise((res) => b.child.once("exit", res));
+      assert.deepEqual(await net.list(), []);
+      await b.lease.release();
+    } finally {
+      for (const k of kids) k.kill("SIGKILL");
+      await net.teardown();
+    }
   });
 
   test("frozen files shared by forks and templates are root's, group-readable (RAM group-writable)", async () => {
