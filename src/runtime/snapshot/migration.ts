@@ -2,7 +2,9 @@
  * Saving and loading VM state through QMP migration to/from a file. QEMU 7.2
  * has no `file:` migration URI, so the stream goes through `exec:cat`.
  */
+import { open } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
+import { LEGACY_MACHINE, MACHINE } from "../qemu/qemu-args.js";
 import type { QmpClient } from "../qemu/qmp-client.js";
 
 /** max-bandwidth in bytes/s: high enough never to throttle a local file. */
@@ -72,4 +74,27 @@ export async function loadState(qmp: QmpClient, file: string, ignoreShared: bool
   await setIgnoreShared(qmp, ignoreShared);
   await qmp.execute("migrate-incoming", { uri: uri ?? `exec:cat ${shQuote(file)}` });
   await waitMigration(qmp, timeoutMs, "load", 5);
+}
+
+/** Bytes at the end of a stream searched for its device list (QEMU's vmdesc: ~12 KB for a microvm). */
+const VMDESC_TAIL = 256 * 1024;
+
+/**
+ * The `-M` value a VM must be started with to load the stream in `file`:
+ * LEGACY_MACHINE when the stream was saved by a VM with a second IOAPIC
+ * (templates and pauses from before MACHINE had `ioapic2=off`), else
+ * MACHINE. QEMU ends every stream with a JSON list of the devices it holds
+ * (the vmdesc); the second IOAPIC appears there as instance 1 of "ioapic".
+ */
+export async function streamMachine(file: string): Promise<string> {
+  const h = await open(file, "r");
+  try {
+    const { size } = await h.stat();
+    const len = Math.min(size, VMDESC_TAIL);
+    const buf = Buffer.alloc(len);
+    await h.read(buf, 0, len, size - len);
+    return /"name": ?"ioapic", ?"instance_id": ?1\b/.test(buf.toString("latin1")) ? LEGACY_MACHINE : MACHINE;
+  } finally {
+    await h.close();
+  }
 }

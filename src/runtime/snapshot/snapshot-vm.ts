@@ -17,6 +17,7 @@ import type { RuntimeLogger } from "../qemu/runtime-logger.js";
 import type { VmPaths } from "../qemu/vm-paths.js";
 import { consoleTail, killAndWait, spawnDetached, waitGone } from "../qemu/vm-process.js";
 import type { PhaseTimer } from "./phase-timer.js";
+import { streamMachine } from "./migration.js";
 import { buildSnapshotArgs, type RamBacking } from "./snapshot-args.js";
 import { templatesDir } from "./snapshot-paths.js";
 import { jailSpecFor, type JailLease, type VmmJail } from "../qemu/vmm-jail.js";
@@ -102,6 +103,8 @@ export interface LaunchInput {
  */
 export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_000): Promise<SnapVm> {
   if (i.tap === undefined && !d.jail?.makesTaps) throw new Error(`VM ${i.id} has no tap and no jailer to make one`);
+  // A stream loads only into the machine layout it was saved from (an older version's, maybe).
+  const machine = i.incomingFrom !== undefined ? await streamMachine(i.incomingFrom) : undefined;
   // Stale sockets of a previous run of this VM would only refuse connections;
   // without them, the new ones appearing is the signal that QEMU listens.
   await Promise.all([rm(i.paths.qmp, { force: true }), rm(i.paths.agent, { force: true })]);
@@ -128,6 +131,7 @@ export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_0
     disk: i.disk,
     incoming: i.incoming,
     paused: i.paused ?? false,
+    ...(machine !== undefined ? { machine } : {}),
   });
   let child: ChildProcess;
   let stateFd: number | undefined;

@@ -42,7 +42,7 @@ test("accelerator: TCG uses -cpu max, KVM -cpu host", () => {
 
 test("microvm, no defaults, sandboxed, no display, exits instead of rebooting", () => {
   const a = buildQemuArgs(input());
-  assert.deepEqual(values(a, "-M"), ["microvm,x-option-roms=off,isa-serial=on,rtc=on"]);
+  assert.deepEqual(values(a, "-M"), ["microvm,x-option-roms=off,isa-serial=on,rtc=on,ioapic2=off"]);
   for (const f of ["-nodefaults", "-no-user-config", "-no-reboot"]) assert.ok(a.includes(f), f);
   assert.deepEqual(values(a, "-display"), ["none"]);
   assert.deepEqual(values(a, "-sandbox"), ["on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny"]);
@@ -121,4 +121,24 @@ test("the writable disk stops the VM on ENOSPC (request kept for cont) and repor
   const { buildSnapshotArgs } = await import("../../../src/runtime/snapshot/snapshot-args.js");
   const s = buildSnapshotArgs({ ...input(), ram: { anon: "object" }, disk: { file: "/d/overlay.qcow2", format: "qcow2" }, incoming: true });
   assert.equal(values(s, "-drive")[1], "id=disk,file=/d/overlay.qcow2,format=qcow2,if=none,discard=unmap,werror=enospc,rerror=report");
+});
+
+test("the machine layout: ioapic2=off by default; a restore picks the layout its stream was saved from", async () => {
+  const { LEGACY_MACHINE, MACHINE } = await import("../../../src/runtime/qemu/qemu-args.js");
+  assert.deepEqual(values(buildQemuArgs({ ...input(), machine: LEGACY_MACHINE }), "-M"), [LEGACY_MACHINE]);
+  const { streamMachine } = await import("../../../src/runtime/snapshot/migration.js");
+  const { mkdtemp, rm, writeFile } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const dir = await mkdtemp(`${tmpdir()}/hutch-stream-`);
+  try {
+    // QEMU ends a stream with its device list (vmdesc); only the old layout has a second IOAPIC.
+    const desc = (n: number) => JSON.stringify({ page_size: 4096, devices: Array.from({ length: n }, (_, k) => ({ name: "ioapic", instance_id: k, vmsd_name: "ioapic" })) }).replaceAll(/":/g, '": ').replaceAll(/,"/g, ', "');
+    const body = Buffer.alloc(300 * 1024, 7);
+    await writeFile(`${dir}/old`, Buffer.concat([body, Buffer.from(desc(2))]));
+    await writeFile(`${dir}/new`, Buffer.concat([body, Buffer.from(desc(1))]));
+    assert.equal(await streamMachine(`${dir}/old`), LEGACY_MACHINE);
+    assert.equal(await streamMachine(`${dir}/new`), MACHINE);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
