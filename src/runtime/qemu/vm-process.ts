@@ -8,6 +8,7 @@ import { closeSync, openSync } from "node:fs";
 import { open, readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { readTail } from "../file-tail.js";
 import { sandboxesDir, type VmPaths } from "./vm-paths.js";
 
 /**
@@ -134,16 +135,7 @@ export async function consoleTail(paths: VmPaths, bytes = 2048): Promise<string>
   const parts: Buffer[] = [];
   for (const f of [paths.consoleOld, paths.console, paths.qemuLog]) {
     try {
-      const h = await open(f, "r");
-      try {
-        const { size } = await h.stat();
-        const len = Math.min(size, bytes);
-        const b = Buffer.alloc(len);
-        await h.read(b, 0, len, size - len);
-        parts.push(b);
-      } finally {
-        await h.close();
-      }
+      parts.push(await readTail(f, bytes));
     } catch {
       // missing file
     }

@@ -2,8 +2,8 @@
  * Saving and loading VM state through QMP migration to/from a file. QEMU 7.2
  * has no `file:` migration URI, so the stream goes through `exec:cat`.
  */
-import { open } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
+import { readTail } from "../file-tail.js";
 import { LEGACY_MACHINE, MACHINE } from "../qemu/qemu-args.js";
 import type { QmpClient } from "../qemu/qmp-client.js";
 
@@ -87,14 +87,6 @@ const VMDESC_TAIL = 256 * 1024;
  * (the vmdesc); the second IOAPIC appears there as instance 1 of "ioapic".
  */
 export async function streamMachine(file: string): Promise<string> {
-  const h = await open(file, "r");
-  try {
-    const { size } = await h.stat();
-    const len = Math.min(size, VMDESC_TAIL);
-    const buf = Buffer.alloc(len);
-    await h.read(buf, 0, len, size - len);
-    return /"name": ?"ioapic", ?"instance_id": ?1\b/.test(buf.toString("latin1")) ? LEGACY_MACHINE : MACHINE;
-  } finally {
-    await h.close();
-  }
+  const tail = await readTail(file, VMDESC_TAIL);
+  return /"name": ?"ioapic", ?"instance_id": ?1\b/.test(tail.toString("latin1")) ? LEGACY_MACHINE : MACHINE;
 }
