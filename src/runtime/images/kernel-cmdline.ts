@@ -5,9 +5,13 @@
  * - reboot=t, panic=-1: a panic reboots at once (triple fault), and with
  *   QEMU's -no-reboot that ends the process instead of hanging;
  * - no_timer_check, tsc_early_khz: skip TSC calibration, which can hang under TCG;
+ * - tsc=reliable: no clocksource watchdog on the TSC. On a busy host an emulated
+ *   guest's TSC reads look skewed against the other clocks, the kernel then
+ *   switched to refined-jiffies (4 ms resolution, low-res timers) and every clone
+ *   of that template kept it;
  * - quiet: printing to an emulated UART is slow.
  */
-export const KERNEL_CMDLINE = "console=ttyS0 reboot=t panic=-1 quiet no_timer_check tsc_early_khz=2000000";
+export const KERNEL_CMDLINE = "console=ttyS0 reboot=t panic=-1 quiet no_timer_check tsc_early_khz=2000000 tsc=reliable";
 
 /** The command line with extra arguments appended (e.g. "loglevel=7" when debugging a boot). */
 export function kernelCmdline(extra: string[] = []): string {
