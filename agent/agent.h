@@ -9,6 +9,10 @@
 #include "protocol.h"
 
 #define AGENT_VERSION "0.1.0"
+
+/* The agent's tmpfs directory (images/init.sh copies the agent here); the
+ * image links /etc/hostname, /etc/hosts and /etc/resolv.conf into it. */
+#define HUTCH_RUN_DIR "/run/hutch"
 /* Stop reading producers (pipes, files) while this much output is queued. */
 #define OUT_HIGH_WATER (1024u * 1024u)
 

@@ -8,7 +8,14 @@
  * Under TCG every kernel path a freshly restored VM runs for the first time
  * is translated anew, so what is already as asked is left alone: a file
  * with the very content is not rewritten (reading it is far cheaper than a
- * temp file + rename through overlayfs), lo is not brought up again.
+ * temp file + rename through overlayfs), no authorized_keys is made for no
+ * keys. lo is up since boot (init.c).
+ *
+ * The per-sandbox files /etc/hostname, /etc/hosts and /etc/resolv.conf are
+ * links into /run/hutch (tmpfs) in Hutch's images: written there, they cost
+ * no journal or overlay work (measured under TCG: a clone's first write to
+ * the disk took 15-90 ms, a hand-over's 4-7 ms; to /run 1-3 ms and < 1 ms).
+ * A file the user put in place of such a link is written where it is.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -107,14 +114,25 @@ static int write_file(const char *path, const char *text, mode_t mode) {
     return rc;
 }
 
+/* Writes identity file /etc/<name>: to /run/hutch/<name> while /etc/<name>
+ * is the image's link to it, else to /etc/<name> itself. */
+static int write_identity_file(const char *name, const char *text) {
+    char etc[64], run[64], target[64];
+    snprintf(etc, sizeof etc, "/etc/%s", name);
+    snprintf(run, sizeof run, "%s/%s", HUTCH_RUN_DIR, name);
+    ssize_t n = readlink(etc, target, sizeof target - 1);
+    int linked = n > 0 && (target[n] = '\0', strcmp(target, run) == 0);
+    return write_file(linked ? run : etc, text, 0644);
+}
+
 static int apply_hostname(const char *name) {
     char hosts[1024];
     if (sethostname(name, strlen(name)) < 0) return -1;
     snprintf(hosts, sizeof hosts, "%s\n", name);
-    if (write_file("/etc/hostname", hosts, 0644) < 0) return -1;
+    if (write_identity_file("hostname", hosts) < 0) return -1;
     snprintf(hosts, sizeof hosts,
              "127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n", name);
-    return write_file("/etc/hosts", hosts, 0644);
+    return write_identity_file("hosts", hosts);
 }
 
 static int apply_resolv(char **dns, uint32_t n) {
@@ -125,7 +143,7 @@ static int apply_resolv(char **dns, uint32_t n) {
         if (buf_append(&b, line, strlen(line))) return -1;
     }
     if (buf_append(&b, "", 1)) return -1;
-    int rc = write_file("/etc/resolv.conf", (char *)b.data, 0644);
+    int rc = write_identity_file("resolv.conf", (char *)b.data);
     buf_free(&b);
     return rc;
 }
@@ -133,6 +151,8 @@ static int apply_resolv(char **dns, uint32_t n) {
 static int apply_keys(char **keys, uint32_t n) {
     struct buf b = {0};
     struct stat st;
+    /* No keys and no file: nothing to write (not even /root/.ssh). */
+    if (n == 0 && lstat("/root/.ssh/authorized_keys", &st) < 0 && (errno == ENOENT || errno == ENOTDIR)) return 0;
     int dir_ok = stat("/root/.ssh", &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 07777) == 0700;
     if (!dir_ok && mkdir("/root", 0700) < 0 && errno != EEXIST) return -1;
     if (!dir_ok && mkdir("/root/.ssh", 0700) < 0 && errno != EEXIST) return -1;
@@ -210,7 +230,6 @@ void handle_configure(struct agent *a, uint32_t chan, struct rd *r) {
         if (c.seed_len) STEP("rng seed", apply_seed(c.seed, c.seed_len));
         if (c.clock_ms) STEP("clock", apply_clock(c.clock_ms));
         if (*c.hostname) STEP("hostname", apply_hostname(c.hostname));
-        STEP("loopback", net_up("lo"));
         if (c.has_net) {
             char ifname[IFNAMSIZ];
             STEP("mac", net_apply_mac(c.net.mac, ifname));

@@ -31,17 +31,13 @@ find "$root/var/log" -type f -exec truncate -s 0 {} +
 # Host keys must be unique per sandbox: generated at first sshd start.
 rm -f "$root"/etc/ssh/ssh_host_*
 
-# Identity files the agent rewrites per sandbox: plain files, not links.
-rm -f "$root/etc/hostname" "$root/etc/machine-id"
-echo hutch > "$root/etc/hostname"
+# Identity files the agent writes per sandbox: links into its tmpfs
+# (/run/hutch), where a write costs no disk work (agent/configure.c).
+rm -f "$root/etc/hostname" "$root/etc/hosts" "$root/etc/resolv.conf" "$root/etc/machine-id"
+ln -s /run/hutch/hostname "$root/etc/hostname"
+ln -s /run/hutch/hosts "$root/etc/hosts"
+ln -s /run/hutch/resolv.conf "$root/etc/resolv.conf"
 : > "$root/etc/machine-id"
-cat > "$root/etc/hosts" <<'HOSTS'
-127.0.0.1	localhost
-127.0.1.1	hutch
-::1	localhost ip6-localhost ip6-loopback
-HOSTS
-rm -f "$root/etc/resolv.conf"
-: > "$root/etc/resolv.conf"
 
 # The agent is PID 1 (no systemd, no init scripts run at boot).
 mkdir -p "$root/root" "$root/run" "$root/tmp" "$root/var/tmp"

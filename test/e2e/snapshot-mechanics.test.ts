@@ -64,7 +64,7 @@ function spec(over: Partial<MachineSpec> = {}): MachineSpec {
     memMib: 256,
     diskMib: 1024,
     rootfs: IMAGE,
-    net: { ip, prefixLen: network.prefixLen, gateway: network.gateway, mac: macForIp(ip), dns: [] },
+    net: { ip, prefixLen: network.prefixLen, gateway: network.gateway, mac: macForIp(ip), dns: [network.gateway] },
     envs: { SNAP_E2E: `env-${ipSeq}` },
     sshPubkeys: [],
     ...over,
@@ -179,7 +179,7 @@ test(`restores (${RESTORES}) each get their own hostname, IP, MAC and envs, and 
     record("cloneRssAnonMib", mem.anon);
     record("clonePssMib", mem.pss);
     const t = Date.now();
-    const info = (await sh(vm, "hostname; cat /sys/class/net/eth0/address; ip -4 -o addr show eth0; echo $SNAP_E2E; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'")).split("\n");
+    const info = (await sh(vm, "hostname; cat /sys/class/net/eth0/address; ip -4 -o addr show eth0; echo $SNAP_E2E; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; cat /etc/hostname; grep 127.0.1.1 /etc/hosts; cat /etc/resolv.conf")).split("\n");
     record("firstExecMs", Date.now() - t);
     const t2 = Date.now();
     await sh(vm, "true");
@@ -192,6 +192,8 @@ test(`restores (${RESTORES}) each get their own hostname, IP, MAC and envs, and 
     assert.equal(info[1], s.net.mac);
     assert.match(info[2]!, new RegExp(`inet ${s.net.ip.replaceAll(".", "\\.")}/24`));
     assert.equal(info[3], s.envs.SNAP_E2E);
+    // The image's identity files (links into the agent's tmpfs) name this clone.
+    assert.deepEqual(info.slice(5), [s.name, `127.0.1.1\t${s.name}`, `nameserver ${s.net.dns[0]}`]);
     cloneRandom.push(info[4]!);
     vms.push(vm);
     // Keep three running at once: their MACs must not clash on the bridge.
@@ -280,6 +282,8 @@ test("fork: child has the parent's memory and disk, new identity; both run on in
   track(parent);
   await startCounter(parent);
   await sh(parent, "echo before-fork > /root/common");
+  // A file the user put in place of the image's /etc/hosts link is still rewritten with the child's name.
+  await sh(parent, "cp /etc/hosts /root/hosts.copy && rm /etc/hosts && mv /root/hosts.copy /etc/hosts && test ! -L /etc/hosts");
   // Two pause/resume cycles first: the parent's RAM becomes its own file ("owned").
   for (let i = 0; i < 2; i++) {
     await pauseToDisk(d, parent);
@@ -304,7 +308,8 @@ test("fork: child has the parent's memory and disk, new identity; both run on in
     await new Promise((r) => setTimeout(r, 700));
     assert.ok((await counter(child)) > c0, "the counter runs on in the child");
     assert.equal(await sh(child, "cat /root/common; cat /dev/shm/marker"), "before-fork\nshm-kept");
-    assert.equal(await sh(child, "hostname"), cs.name);
+    assert.equal(await sh(child, "hostname; cat /etc/hostname; grep -c 127.0.1.1 /etc/hosts; grep 127.0.1.1 /etc/hosts"), `${cs.name}\n${cs.name}\n1\n127.0.1.1\t${cs.name}`);
+    assert.equal(await sh(parent, "test -L /etc/hosts || echo file"), "file");
     assert.equal(await sh(child, "cat /sys/class/net/eth0/address"), cs.net.mac);
     await ping(cs.net.ip);
     await ping(ps.net.ip);

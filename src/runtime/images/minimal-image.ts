@@ -11,7 +11,7 @@ import { BUSYBOX_PATH, assertStatic, busyboxApplets, sharedLibraries } from "./h
 import { rootfsPaths, type RootfsImage } from "./rootfs-image.js";
 
 /** Bump when the layout built below changes. */
-const MINIMAL_FORMAT = "1";
+const MINIMAL_FORMAT = "2";
 const BASH_PATH = "/bin/bash";
 
 /** Small files of the image: path → [mode, content]. */
@@ -19,10 +19,18 @@ const ETC_FILES: Record<string, [number, string]> = {
   "etc/passwd": [0o644, "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"],
   "etc/group": [0o644, "root:x:0:\nnogroup:x:65534:\n"],
   "etc/shadow": [0o600, "root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n"],
-  "etc/hostname": [0o644, "hutch\n"],
-  "etc/hosts": [0o644, "127.0.0.1\tlocalhost\n127.0.1.1\thutch\n::1\tlocalhost\n"],
-  "etc/resolv.conf": [0o644, ""],
   "etc/profile": [0o644, 'export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"\n'],
+};
+
+/**
+ * The sandbox's identity files: links into the agent's tmpfs, where its
+ * CONFIGURE writes them (agent/configure.c: a write to the disk is the slow
+ * part of a clone's first CONFIGURE under TCG).
+ */
+export const IDENTITY_LINKS: Record<string, string> = {
+  "etc/hostname": "/run/hutch/hostname",
+  "etc/hosts": "/run/hutch/hosts",
+  "etc/resolv.conf": "/run/hutch/resolv.conf",
 };
 
 /** Applets we never link: `init`/`linuxrc` would suggest busybox init runs (the agent is PID 1). */
@@ -47,7 +55,7 @@ export class MinimalImage implements RootfsImage {
       format: MINIMAL_FORMAT,
       busybox: await sha256File(BUSYBOX_PATH),
       bash: await sha256File(BASH_PATH),
-      etc: sha256(JSON.stringify(ETC_FILES)),
+      etc: sha256(JSON.stringify([ETC_FILES, IDENTITY_LINKS])),
     };
     for (const lib of await sharedLibraries(BASH_PATH)) inputs[`lib:${lib}`] = await sha256File(lib);
     return inputs;
@@ -95,6 +103,7 @@ export class MinimalImage implements RootfsImage {
       await writeFile(join(root, path), content, { mode });
       await chmod(join(root, path), mode);
     }
+    for (const [path, target] of Object.entries(IDENTITY_LINKS)) await symlink(target, join(root, path));
     // Sanity: the link targets we rely on are there.
     // (lstat: the links are absolute, following them here would read the host's files.)
     await lstat(join(root, "usr/bin/env")).catch(() => {
