@@ -19,7 +19,7 @@ import type { SandboxRecord, StatusPatch } from "./sandbox-record.js";
 import type { CreateSandboxInput, PatchSandboxInput } from "./sandbox-input.js";
 import { assertTransition, type SandboxStatus } from "./sandbox-state.js";
 import { validateCreate, validatePatch, type ValidCreate } from "./sandbox-validator.js";
-import { Scheduler } from "./scheduler.js";
+import { Scheduler, type Reservation } from "./scheduler.js";
 import { networkPolicyOf } from "./network-policy-of.js";
 import type { SecretBox } from "./secret-box.js";
 import { UserLimits } from "./user-limits.js";
@@ -73,6 +73,14 @@ export class SandboxService {
       pool: this.#pool,
     });
     this.limits = new UserLimits({ config: deps.config.userLimits, usage: (userId) => deps.repos.sandboxes.liveUsage(userId) });
+    // Warm pool VMs wait with an address of this network, held for them: the create that claims one keeps it.
+    deps.runtime.useWarmAddresses?.({
+      reserve: async () => {
+        const r = await this.scheduler.reserve();
+        return r && { token: r.token, net: { ip: r.ip, mac: r.mac, prefixLen: this.#pool.prefixLen, gateway: this.#pool.gateway, dns: this.#config.dns } };
+      },
+      release: (a) => this.scheduler.release({ ip: a.net.ip, token: a.token }),
+    });
     deps.runtime.onExit((id, reason) => this.#track(this.#onExit(id, reason)));
     deps.runtime.onStall((id, reason) => this.#track(this.#onStall(id, reason)));
   }
@@ -108,13 +116,16 @@ export class SandboxService {
     await this.limits.admitCreate(userId, valid.shape.memMib);
     // Room for the VM's files in the data dir (503), before a row exists.
     this.admitDisk(diskNeedMib.create(), "a new sandbox");
-    // A warm pool VM of this shape, if any, lends its id (its files and tap are named after it).
-    const warmId = this.#runtime.claimWarm({ rootfs: valid.rootfs, vcpu: valid.shape.vcpu, memMib: valid.shape.memMib, diskMib: valid.diskMib });
+    // A warm pool VM of this shape, if any, lends its id (its files and tap
+    // are named after it) and the address it already has.
+    const warm = this.#runtime.claimWarm({ rootfs: valid.rootfs, vcpu: valid.shape.vcpu, memMib: valid.shape.memMib, diskMib: valid.diskMib });
+    const warmId = warm?.id;
     let record: SandboxRecord;
     const t: Record<string, number> = {};
     const lap = (what: string) => (t[what] = Math.round((performance.now() - started) * 10) / 10);
     try {
-      record = await this.#insert(userId, valid, warmId ? { id: warmId } : {});
+      const reserved = warm?.address ? { ip: warm.address.net.ip, mac: warm.address.net.mac, token: warm.address.token } : undefined;
+      record = await this.#insert(userId, valid, warm ? { id: warm.id, ...(reserved ? { reserved } : {}) } : {});
       lap("insertedMs");
     } catch (err) {
       if (warmId) void this.#runtime.destroy(warmId).catch(() => {});
@@ -370,14 +381,15 @@ export class SandboxService {
   async #insert(
     userId: string,
     valid: ValidCreate,
-    opts: { id?: string; admitMib?: number; build?: (base: SandboxRecord) => SandboxRecord } = {},
+    opts: { id?: string; admitMib?: number; reserved?: Reservation; build?: (base: SandboxRecord) => SandboxRecord } = {},
   ): Promise<SandboxRecord> {
     const envKeys = Object.keys(valid.envs);
     const envsSealed = envKeys.length > 0 ? this.#secrets.seal(JSON.stringify(valid.envs)) : null;
     for (let attempt = 0; ; attempt++) {
       const name = valid.name ?? generateName(attempt >= 3);
       try {
-        return await this.scheduler.admit({ memMib: opts.admitMib ?? valid.shape.memMib, ...(valid.hostId ? { hostId: valid.hostId } : {}) }, async (p) => {
+        const req = { memMib: opts.admitMib ?? valid.shape.memMib, ...(valid.hostId ? { hostId: valid.hostId } : {}), ...(opts.reserved ? { reserved: opts.reserved } : {}) };
+        return await this.scheduler.admit(req, async (p) => {
           // The exact per-user cap check: inside the one serialization that inserts rows.
           await this.limits.checkQuota(userId, valid.shape.memMib);
           const base = newSandboxRecord({

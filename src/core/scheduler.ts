@@ -4,6 +4,7 @@
  * memory check, the IP choice and the row insert run under one mutex, so two
  * concurrent creates never both take the last slot or the same IP.
  */
+import { randomBytes } from "node:crypto";
 import type { RuntimeCapacity } from "../runtime/runtime.js";
 import { noCapacity } from "./errors.js";
 import { IpPool, macForIp } from "./ip-pool.js";
@@ -25,9 +26,19 @@ export interface SchedulerOptions {
   pool: IpPool;
 }
 
+/** An address held for a warm pool VM (`Scheduler.reserve`). */
+export interface Reservation {
+  ip: string;
+  mac: string;
+  /** Proves the holder: a late release of an address since handed on does nothing. */
+  token: string;
+}
+
 export class Scheduler {
   readonly #opts: SchedulerOptions;
   readonly #mutex = new Mutex();
+  /** Addresses held by warm pool VMs of this host: ip → token. In memory: pool VMs do not outlive the server. */
+  readonly #reserved = new Map<string, string>();
 
   constructor(opts: SchedulerOptions) {
     this.#opts = opts;
@@ -44,17 +55,47 @@ export class Scheduler {
    *
    * @throws AppError `no_capacity` (503) when the host is full.
    */
-  admit<T>(req: { memMib: number; hostId?: string }, insert: (p: Placement) => Promise<T>): Promise<T> {
+  admit<T>(req: { memMib: number; hostId?: string; reserved?: Reservation }, insert: (p: Placement) => Promise<T>): Promise<T> {
     return this.#mutex.run(async () => {
       const hostId = req.hostId ?? this.#opts.localHostId;
       if (hostId !== this.#opts.localHostId) throw noCapacity();
       const live = await this.#opts.sandboxes.liveOnHost(hostId);
       const used = usedMib(live);
       if (used + req.memMib > this.#opts.capacity().memMib) throw noCapacity();
-      const ip = this.#opts.pool.allocate(live.map((s) => s.ip));
+      // A warm VM's address (it has it already), while still held for it.
+      const r = req.reserved;
+      if (r && this.#reserved.get(r.ip) === r.token) {
+        const out = await insert({ hostId, ip: r.ip, mac: r.mac });
+        this.#reserved.delete(r.ip); // a row holds it now
+        return out;
+      }
+      const ip = this.#opts.pool.allocate([...live.map((s) => s.ip), ...this.#reserved.keys()]);
       if (!ip) throw noCapacity();
       return insert({ hostId, ip, mac: macForIp(ip) });
     });
+  }
+
+  /**
+   * Holds a free address of the local host for a warm pool VM, which takes
+   * it before any create needs it: the create that claims the VM gets this
+   * address (`admit` with `reserved`), so the guest's network is not changed
+   * at the hand-over. No other sandbox gets it while held. Undefined when
+   * the network has no free address.
+   */
+  reserve(): Promise<Reservation | undefined> {
+    return this.#mutex.run(async () => {
+      const live = await this.#opts.sandboxes.liveOnHost(this.#opts.localHostId);
+      const ip = this.#opts.pool.allocate([...live.map((s) => s.ip), ...this.#reserved.keys()]);
+      if (!ip) return undefined;
+      const token = randomBytes(8).toString("hex");
+      this.#reserved.set(ip, token);
+      return { ip, mac: macForIp(ip), token };
+    });
+  }
+
+  /** Gives back a reservation whose VM was never handed over (no-op once a row took the address). */
+  release(r: Pick<Reservation, "ip" | "token">): void {
+    if (this.#reserved.get(r.ip) === r.token) this.#reserved.delete(r.ip);
   }
 
   /**

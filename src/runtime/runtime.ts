@@ -44,6 +44,28 @@ export interface MachineSpec {
   sshPubkeys: string[];
 }
 
+/** A sandbox network address held for a warm pool VM until a create takes it. */
+export interface WarmAddress {
+  net: MachineNetwork;
+  /** The holder's proof (see `WarmAddresses.release`). */
+  token: string;
+}
+
+/** Hands out sandbox network addresses to warm pool VMs (core's scheduler). */
+export interface WarmAddresses {
+  /** A free address, held until released or taken by a create; undefined when none is free. */
+  reserve(): Promise<WarmAddress | undefined>;
+  /** Gives back an address whose VM was never handed over; a no-op once a create took it. */
+  release(address: WarmAddress): void;
+}
+
+/** A claimed warm pool VM (`Runtime.claimWarm`). */
+export interface WarmClaim {
+  id: string;
+  /** The address the VM already has: a create that uses it spares the hand-over the network change. */
+  address?: WarmAddress;
+}
+
 /** A VM the runtime knows about. */
 export interface MachineInfo {
   id: string;
@@ -276,12 +298,21 @@ export interface Runtime {
   fork(sourceId: string, child: MachineSpec, opts?: ForkOptions): Promise<MachineInfo | undefined>;
 
   /**
-   * Reserves an already-restored VM of the warm pool for `shape` and returns
-   * its id: the caller must use it as the new sandbox's id and call `create`
-   * with it (which then only hands the VM over), or `destroy` it. Undefined
-   * when the pool for that shape is empty or disabled.
+   * Reserves an already-restored VM of the warm pool for `shape`: the
+   * caller must use its id as the new sandbox's id and call `create` with it
+   * (which then only hands the VM over), or `destroy` it. When the VM holds
+   * an address (`useWarmAddresses`), giving the sandbox that address spares
+   * the hand-over a network change. Undefined when the pool for that shape
+   * is empty or disabled.
    */
-  claimWarm(shape: MachineShape): string | undefined;
+  claimWarm(shape: MachineShape): WarmClaim | undefined;
+
+  /**
+   * Where warm pool VMs get their addresses from before they are claimed
+   * (core's scheduler). Without it they wait with a link-local address and
+   * the hand-over gives them the sandbox's. Set before `reconcile`.
+   */
+  useWarmAddresses?(source: WarmAddresses): void;
 
   /** Registers a listener for VMs that die without `destroy` (crash, SIGKILL). */
   onExit(listener: MachineExitListener): void;

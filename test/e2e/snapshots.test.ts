@@ -100,6 +100,8 @@ describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
     assert.equal(rand.size, boxes.length, `distinct /dev/urandom bytes: ${[...rand].join(" | ")}`);
     // The first create took the warm VM, the others restored the template.
     assert.match(server.output(), /"how":"pool"[^\n]*VM started from snapshot/);
+    // The warm VM waited with the address held for it, which its sandbox kept (no network change at the hand-over).
+    assert.match(server.output(), new RegExp(`"ip":"${String(sb.data.ip).replaceAll(".", "\\.")}"[^\n]*"msg":"warm VM ready"`));
     assert.match(server.output(), /"how":"template"[^\n]*VM started from snapshot/);
     if (process.getuid?.() === 0) {
       // Jailed (as root): every clone maps the template's RAM copy-on-write

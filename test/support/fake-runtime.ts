@@ -24,6 +24,7 @@ import type {
   NetworkUsage,
   ForkOptions,
   MachineShape,
+  WarmClaim,
 } from "../../src/runtime/runtime.js";
 
 export interface FakeRuntimeOptions {
@@ -253,8 +254,9 @@ export class FakeRuntime implements Runtime {
     return { id: child.id, pid, bootMs: 0 };
   }
 
-  claimWarm(_shape: MachineShape): string | undefined {
-    return this.warm.shift();
+  claimWarm(_shape: MachineShape): WarmClaim | undefined {
+    const id = this.warm.shift();
+    return id === undefined ? undefined : { id };
   }
 
   async reconcile(ids: string[]): Promise<RunningMachine[]> {

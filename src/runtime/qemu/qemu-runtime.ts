@@ -34,6 +34,8 @@ import type {
   NetworkUsage,
   ForkOptions,
   MachineShape,
+  WarmAddresses,
+  WarmClaim,
 } from "../runtime.js";
 import { AgentLiveness, type LivenessTarget, type VmRunState } from "./agent-liveness.js";
 import { QmpClient } from "./qmp-client.js";
@@ -284,8 +286,12 @@ export class QemuRuntime implements Runtime {
     }
   }
 
-  claimWarm(shape: MachineShape): string | undefined {
+  claimWarm(shape: MachineShape): WarmClaim | undefined {
     return this.closed ? undefined : this.snaps.claimWarm(shape);
+  }
+
+  useWarmAddresses(source: WarmAddresses): void {
+    this.snaps.useWarmAddresses(source);
   }
 
   async exec(id: string, req: ExecRequest, out: ExecOutput, signal?: AbortSignal): Promise<ExecOutcome> {

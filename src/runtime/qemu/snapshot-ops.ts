@@ -6,7 +6,7 @@
  */
 import { rm } from "node:fs/promises";
 import path from "node:path";
-import type { MachineShape, MachineSpec } from "../runtime.js";
+import type { MachineShape, MachineSpec, WarmAddresses, WarmClaim } from "../runtime.js";
 import { forkPaused } from "../snapshot/fork.js";
 import { applyIdentity } from "../snapshot/guest-identity.js";
 import { pauseToDisk, resumeFromDisk } from "../snapshot/pause.js";
@@ -14,7 +14,7 @@ import { snapPaths } from "../snapshot/snapshot-paths.js";
 import { stopVm, type SnapshotDeps, type SnapVm } from "../snapshot/snapshot-vm.js";
 import { restoreFromTemplate } from "../snapshot/template.js";
 import { TemplateManager } from "./template-manager.js";
-import { WarmPool, type WarmTarget } from "./warm-pool.js";
+import { sameNetwork, WarmPool, type WarmTarget } from "./warm-pool.js";
 import { writeSnapInfo } from "./vm-snap-info.js";
 import { PhaseTimer } from "../snapshot/phase-timer.js";
 
@@ -67,14 +67,17 @@ export class SnapshotOps {
     return this.#pool?.has(id) ?? false;
   }
 
-  claimWarm(shape: MachineShape): string | undefined {
+  claimWarm(shape: MachineShape): WarmClaim | undefined {
     return this.#pool?.claim(shape);
+  }
+
+  useWarmAddresses(source: WarmAddresses): void {
+    this.#pool?.useAddresses(source);
   }
 
   /** Ends the claimed warm VM `id` if create never took it (destroy of a claim). */
   async discardWarm(id: string): Promise<void> {
-    const vm = this.#pool?.take(id);
-    if (vm) await stopVm(vm, 500).catch(() => {});
+    await this.#pool?.drop(id);
   }
 
   /**
@@ -83,12 +86,14 @@ export class SnapshotOps {
    * neither is available (or both failed: logged): the caller cold boots.
    */
   async restore(spec: MachineSpec, timeoutMs: number): Promise<{ vm: SnapVm; how: "pool" | "template" } | undefined> {
-    const warm = this.#pool?.take(spec.id);
-    if (warm) {
+    const taken = this.#pool?.take(spec.id);
+    if (taken) {
+      const warm = taken.vm;
       try {
         if (warm.exited) throw new Error(warm.exited);
         const timer = new PhaseTimer();
-        warm.identityDigest = await applyIdentity(warm.agent!, spec);
+        // A VM that held the sandbox's address keeps its network as it is.
+        warm.identityDigest = await applyIdentity(warm.agent!, spec, { network: !(taken.net && sameNetwork(taken.net, spec.net)) });
         timer.lap("configure");
         await this.#recordSnap(warm);
         timer.lap("snapinfo");

@@ -9,14 +9,20 @@
  * from the id, so nothing is renamed at hand-over). Right after its restore
  * it got a neutral identity (link-local address, its own MAC), then a
  * second one over it, and ran one exec: the guest has run a CONFIGURE that
- * replaces an identity, so its code is translated when the real one comes. Pool VMs are not in the database: a restarted server's
- * reconcile kills those of the previous one, and the pool refills.
+ * replaces an identity, so its code is translated when the real one comes.
+ * With an address source (core's scheduler, `useAddresses`) the VM waits
+ * with a sandbox address held for it instead of a link-local one: the
+ * create that claims it gets that address, and the hand-over leaves the
+ * guest's network as it is (measured: 4-7 ms of a ~10 ms CONFIGURE under
+ * TCG). Pool VMs are not in the database: a restarted server's reconcile
+ * kills those of the previous one, and the pool refills; held addresses
+ * live in memory and go with the server.
  */
 import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ulid } from "ulid";
-import type { MachineShape, MachineSpec } from "../runtime.js";
+import type { MachineNetwork, MachineShape, MachineSpec, WarmAddress, WarmAddresses, WarmClaim } from "../runtime.js";
 import { snapPaths } from "../snapshot/snapshot-paths.js";
 import { stopVm, type SnapshotDeps, type SnapVm } from "../snapshot/snapshot-vm.js";
 import { applyIdentity } from "../snapshot/guest-identity.js";
@@ -42,6 +48,9 @@ export interface WarmPoolOptions {
 export class WarmPool {
   readonly #ready = new Map<string, SnapVm[]>();
   readonly #claimed = new Map<string, SnapVm>();
+  /** The network each pool VM has, and the address it holds (if from `#addresses`). */
+  readonly #nets = new Map<string, { net: MachineNetwork; address?: WarmAddress }>();
+  #addresses: WarmAddresses | undefined;
   #filling: Promise<void> | undefined;
   #again = false;
   #closed = false;
@@ -64,8 +73,13 @@ export class WarmPool {
     return this.#claimed.has(id) || [...this.#ready.values()].some((l) => l.some((v) => v.id === id));
   }
 
+  /** Where VMs made from now on get their addresses (see the file comment). */
+  useAddresses(source: WarmAddresses): void {
+    this.#addresses = source;
+  }
+
   /** Reserves a live warm VM of `shape`; its id becomes the sandbox id. Refills in the background. */
-  claim(shape: MachineShape): string | undefined {
+  claim(shape: MachineShape): WarmClaim | undefined {
     const list = this.#ready.get(TemplateManager.shapeKey(shape));
     let vm: SnapVm | undefined;
     while ((vm = list?.shift())) {
@@ -77,14 +91,28 @@ export class WarmPool {
     setTimeout(() => this.fill(), REFILL_DELAY_MS).unref();
     if (!vm) return undefined;
     this.#claimed.set(vm.id, vm);
-    return vm.id;
+    const address = this.#nets.get(vm.id)?.address;
+    return { id: vm.id, ...(address ? { address } : {}) };
   }
 
-  /** The claimed VM `id`, handed to the caller (no longer the pool's). */
-  take(id: string): SnapVm | undefined {
+  /**
+   * The claimed VM `id`, handed to the caller (no longer the pool's), with
+   * the network its guest has. Its address, if it held one, is the
+   * caller's business now (the create's row has it).
+   */
+  take(id: string): { vm: SnapVm; net?: MachineNetwork } | undefined {
+    const vm = this.#claimed.get(id);
+    const held = this.#nets.get(id);
+    this.#claimed.delete(id);
+    this.#nets.delete(id);
+    return vm && { vm, ...(held ? { net: held.net } : {}) };
+  }
+
+  /** Ends the claimed VM `id` that no create took (its address is given back). */
+  async drop(id: string): Promise<void> {
     const vm = this.#claimed.get(id);
     this.#claimed.delete(id);
-    return vm;
+    if (vm) await this.#discard(vm);
   }
 
   /** Starts a refill pass if none is running (builds missing templates first). */
@@ -121,14 +149,24 @@ export class WarmPool {
         const tpl = await this.opts.templates.ensure(t.shape);
         if (!tpl || this.#closed) break;
         if (!this.opts.hasRoom(t.shape.memMib)) return;
+        const address = await this.#addresses?.reserve().catch((err: unknown) => {
+          this.d.log?.warn({ key, err }, "no address for a warm VM; it waits with a link-local one");
+          return undefined;
+        });
+        const spec = neutralSpec(t.shape, address?.net);
+        let vm: SnapVm | undefined;
         try {
-          const { vm, timings } = await restoreFromTemplate(this.d, tpl, neutralSpec(t.shape));
+          const restored = await restoreFromTemplate(this.d, tpl, spec);
+          vm = restored.vm;
+          this.#nets.set(vm.id, { net: spec.net, ...(address ? { address } : {}) });
           // Rehearse the hand-over: a second throwaway identity replaces the
-          // first one the way the user's will replace it (another address,
-          // MAC and hostname over existing ones: code paths the first
-          // CONFIGURE did not run). Under TCG a path's first run is
-          // translated: ~55 → ~20 ms for the hand-over's CONFIGURE.
-          await applyIdentity(vm.agent!, { ...neutralSpec(t.shape), name: "warm-rehearsal" });
+          // first one the way the user's will replace it (hostname, and
+          // another address and MAC unless it holds its sandbox address:
+          // code paths the first CONFIGURE did not run). Under TCG a path's
+          // first run is translated: ~55 → ~20 ms for the hand-over's CONFIGURE.
+          const rehearsal = address ? spec : neutralSpec(t.shape);
+          await applyIdentity(vm.agent!, { ...rehearsal, name: "warm-rehearsal" }, { network: !address });
+          this.#nets.set(vm.id, { net: rehearsal.net, ...(address ? { address } : {}) });
           // Run an exec once, for the same reason (~150 ms for exec's
           // fork/execve), which the user's first exec would otherwise pay.
           await vm.agent!.exec({ cmd: "true", args: [] }, { onStdout: () => {}, onStderr: () => {} }).catch(() => {});
@@ -139,9 +177,12 @@ export class WarmPool {
           const list = this.#ready.get(key) ?? [];
           list.push(vm);
           this.#ready.set(key, list);
-          this.d.log?.info({ id: vm.id, key, readyMs: timings.readyMs }, "warm VM ready");
+          this.d.log?.info({ id: vm.id, key, readyMs: restored.timings.readyMs, ...(address ? { ip: address.net.ip } : {}) }, "warm VM ready");
         } catch (err) {
           failures++;
+          // A VM that restored but failed its rehearsal is ended too (its address given back).
+          if (vm) await this.#discard(vm);
+          else if (address) this.#addresses?.release(address);
           this.d.log?.warn({ key, err }, "warm VM restore failed");
         }
       }
@@ -149,6 +190,9 @@ export class WarmPool {
   }
 
   async #discard(vm: SnapVm): Promise<void> {
+    const address = this.#nets.get(vm.id)?.address;
+    this.#nets.delete(vm.id);
+    if (address) this.#addresses?.release(address);
     await stopVm(vm, 500).catch(() => {});
     // Its jail's release too (pool close: the server exits next and would leave
     // its cgroups). The timer keeps the event loop alive until QEMU's exit event.
@@ -161,16 +205,17 @@ export class WarmPool {
 }
 
 /**
- * The identity a pool VM waits with: its own MAC and a link-local address
- * (never one of the sandbox network's, which belong to sandboxes).
+ * The identity a pool VM waits with: the address held for it, else its own
+ * MAC and a link-local address (never one of the sandbox network's, which
+ * belong to sandboxes).
  */
-function neutralSpec(shape: MachineShape): MachineSpec {
+function neutralSpec(shape: MachineShape, net?: MachineNetwork): MachineSpec {
   const r = randomBytes(6);
   return {
     id: `sb_${ulid()}`,
     name: "warm",
     ...shape,
-    net: {
+    net: net ?? {
       ip: `169.254.${1 + (r[0]! % 253)}.${1 + (r[1]! % 253)}`,
       prefixLen: 16,
       gateway: "169.254.0.1",
@@ -180,4 +225,10 @@ function neutralSpec(shape: MachineShape): MachineSpec {
     envs: {},
     sshPubkeys: [],
   };
+}
+
+/** Whether a guest with network `a` needs no change to have `b`. */
+export function sameNetwork(a: MachineNetwork, b: MachineNetwork): boolean {
+  return a.ip === b.ip && a.mac === b.mac && a.prefixLen === b.prefixLen && a.gateway === b.gateway &&
+    a.dns.length === b.dns.length && a.dns.every((d, i) => d === b.dns[i]);
 }
