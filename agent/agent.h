@@ -44,6 +44,9 @@ struct agent {
     uint32_t proto; /* protocol version agreed with the current host (HELLO) */
     int sigfd;
     struct env_list envs; /* sandbox envs from CONFIGURE, for every exec */
+    int etc_watch;        /* inotify on /etc (configure.c); -1: none, identity links looked up each time */
+    unsigned id_links;    /* bit i: ID_FILES[i] is the image's link into HUTCH_RUN_DIR */
+    int id_links_stale;   /* /etc changed since id_links was read */
     struct exec *execs;
     struct fileop *files;
     struct tcpconn *tcps;
@@ -76,6 +79,8 @@ int env_read(struct rd *r, struct env_list *e);
 
 /* configure.c */
 void handle_configure(struct agent *a, uint32_t chan, struct rd *r);
+/* At boot: which identity files are links, and a watch on /etc for changes to that. */
+void identity_files_init(struct agent *a);
 
 /* exec.c */
 void exec_start(struct agent *a, uint32_t chan, struct rd *r);

@@ -57,12 +57,12 @@ static int mount_all(void) {
 }
 
 int init_system(struct agent *a) {
-    (void)a;
     umask(022);
     if (chdir("/") < 0) LOG_ERRNO("chdir /");
     mount_all();
     log_to_kmsg();
     if (net_up("lo") < 0) LOG_ERRNO("lo up");
+    identity_files_init(a);
     if (getpid() == 1) LOG_INFO("running as PID 1");
     return 0;
 }

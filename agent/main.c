@@ -121,7 +121,7 @@ static void run(struct agent *a) {
 }
 
 int main(int argc, char **argv) {
-    static struct agent a = {.channel_path = NULL, .init_mode = 1, .fd = -1, .sigfd = -1};
+    static struct agent a = {.channel_path = NULL, .init_mode = 1, .fd = -1, .sigfd = -1, .etc_watch = -1, .id_links_stale = 1};
     if (parse_args(&a, argc, argv) < 0) return 2;
     if (ensure_std_fds() < 0) return 1;
     if (a.init_mode && init_system(&a) < 0) return 1;
