@@ -121,6 +121,8 @@ interface Vm {
   stopping: boolean;
   /** How its RAM and disk are mapped: what a pause writes. */
   snap: VmSnapInfo;
+  /** SnapVm.identityDigest while known (kept in memory only: a re-attached VM's is unknown). */
+  identityDigest?: string;
   /**
    * Set (the reason) while QEMU holds the VM stopped because a write to its
    * disk found the data dir full (io-error-watch.ts): its agent cannot
@@ -447,7 +449,11 @@ export class QemuRuntime implements Runtime {
   private adopt(s: SnapVm): Vm {
     if (!s.agent) throw new Error(`VM ${s.id} has no agent connection`);
     const snap: VmSnapInfo = { vcpu: s.vcpu, rootfs: s.rootfs, ram: s.ram, disk: s.disk, ...(s.template ? { template: s.template } : {}) };
-    const vm: Vm = { id: s.id, pid: s.pid, paths: s.paths, tap: s.tap, memMib: s.memMib, agent: s.agent, qmp: s.qmp, child: s.child, stopping: false, snap };
+    const vm: Vm = {
+      id: s.id, pid: s.pid, paths: s.paths, tap: s.tap, memMib: s.memMib, agent: s.agent, qmp: s.qmp, child: s.child, stopping: false, snap,
+      // What its guest got: a pause keeps it in the bundle, and a resume with the same envs and keys does not send them again.
+      ...(s.identityDigest ? { identityDigest: s.identityDigest } : {}),
+    };
     this.vms.set(vm.id, vm);
     this.watchAgent(vm);
     this.watchStall(vm);
@@ -478,6 +484,7 @@ export class QemuRuntime implements Runtime {
       // A re-attached VM has no ChildProcess; pause never uses it.
       child: vm.child as ChildProcess,
       ...(vm.snap.template ? { template: vm.snap.template } : {}),
+      ...(vm.identityDigest ? { identityDigest: vm.identityDigest } : {}),
     };
   }
 
@@ -654,7 +661,8 @@ export class QemuRuntime implements Runtime {
     const vm = this.vms.get(id);
     if (vm?.stalled) {
       // A fresh clock (it stood still) and RNG seed; its network is unchanged.
-      await continueStalled(vm.qmp, () => applyIdentity(vm.agent, spec, { network: false }), CONTINUE_TIMEOUT_MS);
+      delete vm.identityDigest; // unknown until the CONFIGURE below is through
+      vm.identityDigest = await continueStalled(vm.qmp, () => applyIdentity(vm.agent, spec, { network: false }), CONTINUE_TIMEOUT_MS);
       vm.stalled = undefined;
       this.opts.log.info({ id, ms: Date.now() - t0 }, "stalled VM continued");
       return { id, pid: vm.pid, bootMs: Date.now() - t0 };

@@ -8,7 +8,7 @@ import { rm } from "node:fs/promises";
 import path from "node:path";
 import type { MachineShape, MachineSpec, WarmAddresses, WarmClaim } from "../runtime.js";
 import { forkPaused } from "../snapshot/fork.js";
-import { applyIdentity } from "../snapshot/guest-identity.js";
+import { identifyVm } from "../snapshot/guest-identity.js";
 import { pauseToDisk, resumeFromDisk } from "../snapshot/pause.js";
 import { snapPaths } from "../snapshot/snapshot-paths.js";
 import { stopVm, type SnapshotDeps, type SnapVm } from "../snapshot/snapshot-vm.js";
@@ -93,7 +93,7 @@ export class SnapshotOps {
         if (warm.exited) throw new Error(warm.exited);
         const timer = new PhaseTimer();
         // A VM that held the sandbox's address keeps its network as it is.
-        warm.identityDigest = await applyIdentity(warm.agent!, spec, { network: !(taken.net && sameNetwork(taken.net, spec.net)) });
+        await identifyVm(warm, spec, { network: !(taken.net && sameNetwork(taken.net, spec.net)) });
         timer.lap("configure");
         await this.#recordSnap(warm);
         timer.lap("snapinfo");

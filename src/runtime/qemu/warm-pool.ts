@@ -25,7 +25,7 @@ import { ulid } from "ulid";
 import type { MachineNetwork, MachineShape, MachineSpec, WarmAddress, WarmAddresses, WarmClaim } from "../runtime.js";
 import { snapPaths } from "../snapshot/snapshot-paths.js";
 import { stopVm, type SnapshotDeps, type SnapVm } from "../snapshot/snapshot-vm.js";
-import { applyIdentity } from "../snapshot/guest-identity.js";
+import { identifyVm } from "../snapshot/guest-identity.js";
 import { restoreFromTemplate } from "../snapshot/template.js";
 import { TemplateManager } from "./template-manager.js";
 
@@ -165,7 +165,7 @@ export class WarmPool {
           // code paths the first CONFIGURE did not run). Under TCG a path's
           // first run is translated: ~55 → ~20 ms for the hand-over's CONFIGURE.
           const rehearsal = address ? spec : neutralSpec(t.shape);
-          await applyIdentity(vm.agent!, { ...rehearsal, name: "warm-rehearsal" }, { network: !address });
+          await identifyVm(vm, { ...rehearsal, name: "warm-rehearsal" }, { network: !address });
           this.#nets.set(vm.id, { net: rehearsal.net, ...(address ? { address } : {}) });
           // Run an exec once, for the same reason (~150 ms for exec's
           // fork/execve), which the user's first exec would otherwise pay.

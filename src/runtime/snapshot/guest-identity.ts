@@ -4,6 +4,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { AgentClient, GuestConfig } from "../agent/agent-client.js";
 import type { MachineSpec } from "../runtime.js";
+import type { SnapVm } from "./snapshot-vm.js";
 
 /** What makes a guest this sandbox: a MachineSpec's identity fields. */
 export type GuestIdentity = Pick<MachineSpec, "name" | "net" | "envs" | "sshPubkeys">;
@@ -19,13 +20,28 @@ export function identityDigest(id: Pick<GuestIdentity, "envs" | "sshPubkeys">): 
 }
 
 /**
+ * A digest of SSH keys `keys`: recorded with a clone or warm VM once its
+ * guest got them (SnapVm.keysDigest), so that a CONFIGURE with the same keys
+ * leaves authorized_keys alone.
+ */
+export function keysDigest(keys: readonly string[]): string {
+  return createHash("sha256").update(JSON.stringify(keys)).digest("hex");
+}
+
+/**
+ * keysDigest of a template's guest: images ship no authorized_keys and a
+ * template gets no CONFIGURE, so its clones start with no keys.
+ */
+export const TEMPLATE_KEYS_DIGEST = keysDigest([]);
+
+/**
  * The CONFIGURE of `id`, with a fresh RNG seed and the current wall clock;
  * without the network part when `network` is false (the guest has it
  * already), without the hostname when `hostname` is false (the agent leaves
  * it as it is when sent empty); envs and keys marked as kept when `keep`
- * (the guest has exactly these: an agent of protocol >= 3 skips them).
+ * says so (the guest has exactly these: an agent of protocol >= 3 skips them).
  */
-export function guestConfigOf(id: GuestIdentity, network = true, hostname = true, keep = false): GuestConfig {
+export function guestConfigOf(id: GuestIdentity, network = true, hostname = true, keep: { envs?: boolean; keys?: boolean } = {}): GuestConfig {
   return {
     hostname: hostname ? id.name : "",
     ...(network ? { net: { ...id.net } } : {}),
@@ -33,7 +49,7 @@ export function guestConfigOf(id: GuestIdentity, network = true, hostname = true
     sshPubkeys: id.sshPubkeys,
     rngSeed: randomBytes(32),
     wallClockMs: Date.now(),
-    ...(keep ? { keep: { envs: true, keys: true } } : {}),
+    ...(keep.envs || keep.keys ? { keep: { envs: keep.envs === true, keys: keep.keys === true } } : {}),
   };
 }
 
@@ -55,15 +71,38 @@ export function guestConfigOf(id: GuestIdentity, network = true, hostname = true
  * in a new QEMU process is the slow part of CONFIGURE (cold, measured:
  * ~90 ms for the network part, ~35 ms for the hostname's file writes).
  * `keep: true` leaves envs and keys too (authorized_keys rewritten cold:
- * ~40 ms): only when the guest got exactly `id`'s (its identityDigest).
+ * ~40 ms): only when the guest got exactly `id`'s (its identityDigest);
+ * `keepKeys: true` the keys alone (the guest has `id`'s: its keysDigest).
  *
  * Resolves with `id`'s identityDigest: what the guest now has.
  */
 export async function applyIdentity(
   agent: AgentClient,
   id: GuestIdentity,
-  opts: { network?: boolean; hostname?: boolean; keep?: boolean } = {},
+  opts: { network?: boolean; hostname?: boolean; keep?: boolean; keepKeys?: boolean } = {},
 ): Promise<string> {
-  await agent.configure(guestConfigOf(id, opts.network ?? true, opts.hostname ?? true, opts.keep ?? false));
+  const keep = { envs: opts.keep === true, keys: opts.keep === true || opts.keepKeys === true };
+  await agent.configure(guestConfigOf(id, opts.network ?? true, opts.hostname ?? true, keep));
   return identityDigest(id);
+}
+
+/**
+ * applyIdentity on a VM, keeping its digests (identityDigest, keysDigest)
+ * up to date. Its SSH keys are not sent when its guest has them already
+ * (`keep`, or its keysDigest): after a restore, checking authorized_keys is
+ * the guest's first look at its disk through overlayfs, ~20 ms under TCG
+ * (a new QEMU translates it).
+ */
+export async function identifyVm(
+  vm: Pick<SnapVm, "agent" | "identityDigest" | "keysDigest">,
+  id: GuestIdentity,
+  opts: { network?: boolean; hostname?: boolean; keep?: boolean } = {},
+): Promise<void> {
+  const keys = keysDigest(id.sshPubkeys);
+  const keepKeys = vm.keysDigest === keys;
+  // Unknown while the guest applies it (a failed CONFIGURE may have written part).
+  delete vm.identityDigest;
+  delete vm.keysDigest;
+  vm.identityDigest = await applyIdentity(vm.agent!, id, { ...opts, keepKeys });
+  vm.keysDigest = keys;
 }

@@ -17,7 +17,7 @@ import { open, rename, rm, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { AgentClient } from "../agent/agent-client.js";
 import { readVmMeta, writeVmMeta } from "../qemu/vm-meta.js";
-import { applyIdentity, identityDigest, type GuestIdentity } from "./guest-identity.js";
+import { identifyVm, identityDigest, type GuestIdentity } from "./guest-identity.js";
 import { loadState, saveState } from "./migration.js";
 import { PhaseTimer } from "./phase-timer.js";
 import { readBundle, writeBundle, BUNDLE_VERSION, type BundleMem, type PausedBundle } from "./paused-bundle.js";
@@ -187,7 +187,7 @@ export async function resumeFromDisk(
     // Envs and keys too, unless they are what the guest got before it
     // paused (keys added meanwhile, a fork's overrides: they differ).
     const keep = !other && b.identityDigest !== undefined && b.identityDigest === identityDigest(identity);
-    vm.identityDigest = await applyIdentity(vm.agent, identity, { network: other, hostname: other, keep });
+    await identifyVm(vm, identity, { network: other, hostname: other, keep });
     timer.lap("configure");
     // The stream was loaded into `mem`: it is stale now, and big.
     if (b.mem === "stream") await rm(p.state, { force: true });

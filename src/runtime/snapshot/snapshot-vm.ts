@@ -55,6 +55,12 @@ export interface SnapVm {
   agent?: AgentClient;
   /** identityDigest of the envs and keys its guest got last (undefined: unknown). */
   identityDigest?: string;
+  /**
+   * keysDigest of the SSH keys its guest has, known only while none of the
+   * user's code has run in it (a clone of a template, a warm pool VM):
+   * nothing then can have changed authorized_keys behind the digest.
+   */
+  keysDigest?: string;
   child: ChildProcess;
   /** Set when the process exited (why). */
   exited?: string;

@@ -20,7 +20,7 @@ import { writeVmMeta } from "../qemu/vm-meta.js";
 import type { VmPaths } from "../qemu/vm-paths.js";
 import { isVmmOf, killAndWait, readPidfile } from "../qemu/vm-process.js";
 import { createOverlay } from "./disk-chain.js";
-import { applyIdentity } from "./guest-identity.js";
+import { identifyVm, TEMPLATE_KEYS_DIGEST } from "./guest-identity.js";
 import { loadState, saveState } from "./migration.js";
 import { PhaseTimer } from "./phase-timer.js";
 import { snapPaths, templateKey, templatePaths, templatesDir, type TemplatePaths } from "./snapshot-paths.js";
@@ -236,7 +236,8 @@ export async function restoreFromTemplate(
     vm.agent = await agent;
     timer.lap("hello");
     const agentMs = Date.now() - t0;
-    vm.identityDigest = await applyIdentity(vm.agent, spec);
+    vm.keysDigest = TEMPLATE_KEYS_DIGEST;
+    await identifyVm(vm, spec);
     timer.lap("configure");
     const readyMs = Date.now() - t0;
     return { vm, timings: { prepMs, qmpMs, loadedMs, agentMs, readyMs, phases: timer.phases } };
