@@ -152,7 +152,9 @@ try {
       await until(s, sb.id, "paused");
       const [f, child] = await timed(() => sb.fork({}));
       fork.push(f);
+      // Gone before the next fork: a teardown (QEMU quit, files, cgroups) running beside it would be measured too.
       await child.destroy();
+      await child.waitUntilDestroyed({ timeoutMs: 60_000 });
     }
     record(`${mem}: fork of a paused sandbox → child running`, fork);
     await sb.destroy();
