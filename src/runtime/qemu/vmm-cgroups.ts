@@ -48,6 +48,7 @@ export class VmmCgroups {
         await writeFile(path.join(root, "cgroup.subtree_control"), enable);
         await writeFile(path.join(parent, "cgroup.subtree_control"), enable);
         log.info({ parent }, "VMM cgroups: v2");
+        await dropIfEmpty(parent);
         return new VmmCgroups({ version: 2, parent, enable });
       }
       const self = await readFile("/proc/self/cgroup", "utf8");
@@ -67,6 +68,7 @@ export class VmmCgroups {
       }
       if (parents.size === 0) throw new Error("no writable cgroup v1 controller");
       log.info({ controllers: [...parents.keys()] }, "VMM cgroups: v1");
+      for (const parent of parents.values()) await dropIfEmpty(parent);
       return new VmmCgroups({ version: 1, parents });
     } catch (err) {
       log.warn({ err: (err as Error).message }, "VMM cgroups unavailable: VMs run without memory/CPU/pids cgroup limits");
@@ -114,6 +116,15 @@ export class VmmCgroups {
       throw err;
     }
   }
+}
+
+/**
+ * Removes a parent that detection made (or found) with no VM in it: `create`
+ * makes it again for the first VM, and `removeCgroups` takes it away with the
+ * last one, so a server that runs no VM leaves none behind.
+ */
+async function dropIfEmpty(parent: string): Promise<void> {
+  await rmdir(parent).catch(() => {}); // VMs of a previous server still in it: it stays
 }
 
 /**
