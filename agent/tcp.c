@@ -58,6 +58,23 @@ static void tcp_finish(struct agent *a, struct tcpconn *t, int err) {
     tcp_free(a, t);
 }
 
+/*
+ * The relay moves at most HP_TCP_WINDOW unacknowledged bytes each way, so
+ * kernel buffers beyond that on its own socket buy no speed. Left to
+ * autotuning on loopback they grow to tcp_rmem/tcp_wmem's maximum (6 and
+ * 4 MiB) per connection, and a few parallel downloads then pass the guest's
+ * tcp_mem limit (84 MiB in a 1 GiB guest, a quarter of it at 256 MiB). Past
+ * that limit the kernel resets orphaned sockets: an HTTP server that had
+ * written its whole answer and closed lost the rest of it ("TCP: out of
+ * memory -- consider tuning tcp_mem"). Set before connect, so the window
+ * scale is chosen for it.
+ */
+static void small_buffers(int fd) {
+    int size = HP_TCP_WINDOW;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size) < 0) LOG_ERRNO("SO_RCVBUF");
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size) < 0) LOG_ERRNO("SO_SNDBUF");
+}
+
 /* TCP_CONNECT: u32 port. Answered OK once connected, or ERROR. */
 void tcp_connect(struct agent *a, uint32_t chan, struct rd *r) {
     uint32_t port = rd_u32(r);
@@ -79,6 +96,7 @@ void tcp_connect(struct agent *a, uint32_t chan, struct rd *r) {
     t->chan = chan;
     t->credit = HP_TCP_WINDOW;
     t->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (t->fd >= 0) small_buffers(t->fd);
     int rc = t->fd < 0 ? -1 : connect(t->fd, (struct sockaddr *)&sin, sizeof sin);
     if (rc < 0 && errno != EINPROGRESS) {
         char msg[128];

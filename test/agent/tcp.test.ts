@@ -4,13 +4,17 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
+import { execFile } from "node:child_process";
 import net from "node:net";
 import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
 
 import type { AgentClient } from "../../src/runtime/agent/agent-client.js";
+import { HP_TCP_WINDOW } from "../../src/runtime/agent/protocol.js";
 import { isRuntimeError } from "../../src/runtime/errors.js";
 import { AgentHarness } from "./agent-harness.js";
 
+const run = promisify(execFile);
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 function listen(handler: (s: net.Socket) => void): Promise<{ server: net.Server; port: number }> {
@@ -70,6 +74,28 @@ describe("hutch-agent port relay", () => {
     await client.ping(2000);
     conn.end();
     assert.equal(sha(await readAll(conn)), sha(big));
+  });
+
+  it("keeps its own socket buffers to the credit window, both ways", async () => {
+    // Autotuned loopback buffers grew to MiBs per relayed connection; a few
+    // parallel downloads then passed the guest's tcp_mem and the kernel reset
+    // servers' orphaned sockets mid-answer (truncated tunnel bodies).
+    const big = randomBytes(8 * 1024 * 1024);
+    const { server, port } = await listen((s) => s.pipe(s));
+    servers.push(server);
+    const conn = await client.tcpConnect(port);
+    const back = readAll(conn);
+    conn.write(big);
+    // Mid-transfer: the agent's socket is the one whose peer is the server's port.
+    await new Promise((r) => setTimeout(r, 200));
+    const { stdout } = await run("ss", ["-tnmH", "state", "established", "dport", "=", `:${port}`]);
+    conn.end();
+    assert.equal(sha(await back), sha(big));
+    const rb = Number(/\brb(\d+)/.exec(stdout)?.[1]);
+    const tb = Number(/\btb(\d+)/.exec(stdout)?.[1]);
+    // The kernel doubles what SO_RCVBUF/SO_SNDBUF ask for (bookkeeping overhead).
+    assert.ok(rb > 0 && rb <= 2 * HP_TCP_WINDOW, `receive buffer ${rb} (ss: ${stdout.trim()})`);
+    assert.ok(tb > 0 && tb <= 2 * HP_TCP_WINDOW, `send buffer ${tb} (ss: ${stdout.trim()})`);
   });
 
   it("rejects a closed port with agent_error", async () => {
