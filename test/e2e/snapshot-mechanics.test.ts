@@ -194,6 +194,8 @@ test(`restores (${RESTORES}) each get their own hostname, IP, MAC and envs, and 
     assert.equal(info[3], s.envs.SNAP_E2E);
     // The image's identity files (links into the agent's tmpfs) name this clone.
     assert.deepEqual(info.slice(5), [s.name, `127.0.1.1\t${s.name}`, `nameserver ${s.net.dns[0]}`]);
+    // No address-space randomization in a TCG guest (kernel-cmdline.ts guestCmdline): exec reuses translated code.
+    if (n === 0) assert.equal(await sh(vm, "cat /proc/sys/kernel/randomize_va_space"), d.accel === "tcg" ? "0" : "2");
     cloneRandom.push(info[4]!);
     vms.push(vm);
     // Keep three running at once: their MACs must not clash on the bridge.

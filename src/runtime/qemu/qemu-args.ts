@@ -3,6 +3,7 @@
  */
 import { HP_PORT_NAME } from "../agent/protocol.js";
 import type { Accel } from "../host-info.js";
+import { guestCmdline } from "../images/kernel-cmdline.js";
 import type { VmPaths } from "./vm-paths.js";
 
 export interface QemuArgsInput {
@@ -83,7 +84,7 @@ export function buildQemuArgs(i: QemuArgsInput): string[] {
     "-sandbox", "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny",
     "-kernel", i.kernel.vmlinux,
     "-initrd", i.kernel.initrd,
-    "-append", i.kernel.cmdline,
+    "-append", guestCmdline(i.kernel.cmdline, i.accel),
     "-chardev", `socket,id=qmp,path=${opt(p.qmp)},server=on,wait=off`,
     "-mon", "chardev=qmp,mode=control",
     // append=on opens with O_APPEND, so truncating the file from outside

@@ -10,6 +10,7 @@
  * new template; the old one stays while sandboxes still descend from it
  * (their disks are overlays on its disk) and is removed once none does.
  */
+import { guestCmdline } from "../images/kernel-cmdline.js";
 import { createHash } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
 import { readdir, readFile, rm } from "node:fs/promises";
@@ -51,7 +52,7 @@ export function templateInputs(d: SnapshotDeps, rootfs: string): string {
     `format ${TEMPLATE_FORMAT}`,
     fileId(k.vmlinux),
     fileId(k.initrd),
-    k.cmdline,
+    guestCmdline(k.cmdline, d.accel),
     fileId(d.images.rootfs(rootfs).path),
     fileId(resolveBinary(d.binary ?? "qemu-system-x86_64")),
     d.accel,

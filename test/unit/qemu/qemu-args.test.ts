@@ -90,11 +90,12 @@ test("a tap inherited open (made by hutch-jailer) is passed by fd", () => {
   assert.throws(() => buildQemuArgs(input({ tap: { fd: 1 } })), /invalid tap fd/);
 });
 
-test("kernel, initrd and cmdline from the image store", () => {
+test("kernel, initrd and cmdline from the image store; no guest ASLR under TCG only", () => {
   const a = buildQemuArgs(input());
   assert.deepEqual(values(a, "-kernel"), ["/c/vmlinux"]);
   assert.deepEqual(values(a, "-initrd"), ["/c/initrd.img"]);
-  assert.deepEqual(values(a, "-append"), ["console=ttyS0 quiet"]);
+  assert.deepEqual(values(a, "-append"), ["console=ttyS0 quiet norandmaps"]);
+  assert.deepEqual(values(buildQemuArgs(input({ accel: "kvm" })), "-append"), ["console=ttyS0 quiet"]);
 });
 
 test("commas in paths are escaped for QEMU option lists", () => {
