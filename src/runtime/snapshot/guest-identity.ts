@@ -99,10 +99,12 @@ export async function identifyVm(
   opts: { network?: boolean; hostname?: boolean; keep?: boolean } = {},
 ): Promise<void> {
   const keys = keysDigest(id.sshPubkeys);
+  // Known only for a guest whose keys nothing else has touched (SnapVm.keysDigest).
+  const known = vm.keysDigest !== undefined;
   const keepKeys = vm.keysDigest === keys;
   // Unknown while the guest applies it (a failed CONFIGURE may have written part).
   delete vm.identityDigest;
   delete vm.keysDigest;
   vm.identityDigest = await applyIdentity(vm.agent!, id, { ...opts, keepKeys });
-  vm.keysDigest = keys;
+  if (known) vm.keysDigest = keys;
 }
