@@ -2,7 +2,7 @@
  * What the host offers VMs: which accelerator QEMU should use and how much
  * memory guests may take. Read once at server start.
  */
-import { accessSync, constants, existsSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import os from "node:os";
 
 export type Accel = "kvm" | "tcg";
@@ -55,4 +55,23 @@ export function memBudgetMib(totalMib = Math.floor(os.totalmem() / 1048576), ove
     return override;
   }
   return Math.max(0, totalMib - Math.max(1024, Math.ceil(totalMib / 10)));
+}
+
+/** The selected mode in a sysfs choice list ("always [madvise] never" → "madvise"). */
+export function parseSysfsChoice(text: string): string | undefined {
+  return /\[([^\]]+)\]/.exec(text)?.[1];
+}
+
+/**
+ * Transparent huge pages' mode on this host, undefined when unknown. With
+ * "never", every 4 KiB page of guest RAM QEMU touches is its own fault:
+ * loading a paused sandbox's RAM stream took 1.2–1.3 s here against
+ * 0.3–0.5 s with "madvise" (BENCHMARKS.md).
+ */
+export function thpMode(path = "/sys/kernel/mm/transparent_hugepage/enabled"): string | undefined {
+  try {
+    return parseSysfsChoice(readFileSync(path, "utf8"));
+  } catch {
+    return undefined;
+  }
 }

@@ -11,7 +11,7 @@ import type { Duplex, Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AgentClient } from "../agent/agent-client.js";
 import { RuntimeError } from "../errors.js";
-import { detectAccel, memBudgetMib, type Accel } from "../host-info.js";
+import { detectAccel, memBudgetMib, thpMode, type Accel } from "../host-info.js";
 import type { ImageStore } from "../images/image-store.js";
 import type { HostNetwork } from "../network/host-network.js";
 import type { NetnsDialer } from "../network/netns-dialer.js";
@@ -185,6 +185,12 @@ export class QemuRuntime implements Runtime {
     this.binary = opts.qemuBinary ?? "qemu-system-x86_64";
     this.bootTimeoutMs = opts.bootTimeoutMs ?? (this.accel === "kvm" ? 20_000 : 60_000);
     this.consoleMaxBytes = opts.consoleMaxBytes ?? 1024 * 1024;
+    if (thpMode() === "never") {
+      opts.log.warn(
+        { thp: "never", sysfs: "/sys/kernel/mm/transparent_hugepage/enabled" },
+        "transparent huge pages are off: a resume that loads a sandbox's RAM is several times slower (set it to madvise)",
+      );
+    }
     // Taps belong to the uid their QEMU will run as.
     if (opts.jail) opts.network.tapOwner = (id) => opts.jail!.reserveUid(id);
     this.timer = setInterval(() => void this.poll(), POLL_MS);

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { chooseAccel, memBudgetMib } from "../../../src/runtime/host-info.js";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { chooseAccel, memBudgetMib, parseSysfsChoice, thpMode } from "../../../src/runtime/host-info.js";
 
 test("KVM only with hardware virtualization and a usable /dev/kvm", () => {
   assert.equal(chooseAccel({ hardwareVirt: true, kvmDevice: true }), "kvm");
@@ -22,4 +25,18 @@ test("memory budget: total minus max(1 GiB, 10%), or the override", () => {
   assert.equal(memBudgetMib(512), 0);
   assert.equal(memBudgetMib(24576, 8192), 8192);
   assert.throws(() => memBudgetMib(24576, -1), /HUTCH_HOST_MEM_MIB/);
+});
+
+test("transparent huge pages: the bracketed choice, undefined when unreadable", async () => {
+  assert.equal(parseSysfsChoice("always [madvise] never\n"), "madvise");
+  assert.equal(parseSysfsChoice("[always] madvise never"), "always");
+  assert.equal(parseSysfsChoice("always madvise never"), undefined);
+  const dir = await mkdtemp(path.join(tmpdir(), "hutch-thp-"));
+  try {
+    await writeFile(path.join(dir, "enabled"), "always madvise [never]\n");
+    assert.equal(thpMode(path.join(dir, "enabled")), "never");
+    assert.equal(thpMode(path.join(dir, "missing")), undefined);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
