@@ -41,7 +41,7 @@ import { AgentLiveness, type LivenessTarget, type VmRunState } from "./agent-liv
 import { QmpClient } from "./qmp-client.js";
 import type { DiskSpace } from "../disk-space.js";
 import { continueStalled, DISK_FULL_REASON, isIoErrorStatus, watchIoErrors } from "./io-error-watch.js";
-import { applyIdentity } from "../snapshot/guest-identity.js";
+import { applyIdentity, identifyVm } from "../snapshot/guest-identity.js";
 import type { RuntimeLogger } from "./runtime-logger.js";
 import { SnapshotOps } from "./snapshot-ops.js";
 import { removeForkLeftovers, settlePaused } from "./snapshot-recovery.js";
@@ -667,8 +667,7 @@ export class QemuRuntime implements Runtime {
     const vm = this.vms.get(id);
     if (vm?.stalled) {
       // A fresh clock (it stood still) and RNG seed; its network is unchanged.
-      delete vm.identityDigest; // unknown until the CONFIGURE below is through
-      vm.identityDigest = await continueStalled(vm.qmp, () => applyIdentity(vm.agent, spec, { network: false }), CONTINUE_TIMEOUT_MS);
+      await continueStalled(vm.qmp, () => identifyVm(vm, spec, { network: false }), CONTINUE_TIMEOUT_MS);
       vm.stalled = undefined;
       this.opts.log.info({ id, ms: Date.now() - t0 }, "stalled VM continued");
       return { id, pid: vm.pid, bootMs: Date.now() - t0 };
