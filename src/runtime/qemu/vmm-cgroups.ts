@@ -119,12 +119,12 @@ export class VmmCgroups {
 }
 
 /**
- * Removes a parent that detection made (or found) with no VM in it: `create`
- * makes it again for the first VM, and `removeCgroups` takes it away with the
- * last one, so a server that runs no VM leaves none behind.
+ * Removes a `hutch-*` parent that has no VM in it: after detection (`create`
+ * makes it again for the first VM) and with a VM's own cgroup
+ * (`removeCgroups`), so a server that runs no VM leaves none behind.
  */
 async function dropIfEmpty(parent: string): Promise<void> {
-  await rmdir(parent).catch(() => {}); // VMs of a previous server still in it: it stays
+  await rmdir(parent).catch(() => {}); // a VM still in it (or one being made): it stays
 }
 
 /**
@@ -136,11 +136,9 @@ export async function removeCgroups(dirs: string[]): Promise<void> {
   for (const dir of dirs) {
     await removeCgroup(dir);
     const parent = path.dirname(dir);
-    // Another VM still in it (or one being made): it stays.
-    if (path.basename(parent).startsWith("hutch-")) await rmdir(parent).catch(() => {});
+    if (path.basename(parent).startsWith("hutch-")) await dropIfEmpty(parent);
   }
 }
-
 
 /** rmdir of one cgroup, killing what is left in it (EBUSY) and retrying for up to ~1 s. */
 async function removeCgroup(dir: string): Promise<void> {
