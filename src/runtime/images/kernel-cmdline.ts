@@ -32,4 +32,3 @@ export function kernelCmdline(extra: string[] = []): string {
 export function guestCmdline(cmdline: string, accel: string): string {
   return accel === "tcg" ? `${cmdline} norandmaps` : cmdline;
 }
-

@@ -10,11 +10,11 @@
  * new template; the old one stays while sandboxes still descend from it
  * (their disks are overlays on its disk) and is removed once none does.
  */
-import { guestCmdline } from "../images/kernel-cmdline.js";
 import { createHash } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
 import { readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
+import { guestCmdline } from "../images/kernel-cmdline.js";
 import { sandboxesDir } from "../qemu/vm-paths.js";
 import { templatesDir } from "./snapshot-paths.js";
 import type { SnapshotDeps } from "./snapshot-vm.js";
