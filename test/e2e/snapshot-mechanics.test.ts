@@ -354,9 +354,19 @@ test("a cold-booted VM (plain -m, raw disk) pauses, resumes and forks too", asyn
   live.delete(vm.id);
   assert.equal(bundle.mem, "stream");
   assert.equal(bundle.ramBlock, "legacy");
+  // The stream loads into a file of its own, under the RAM block's name...
   vm = track((await resumeFromDisk(d, s.id, s)).vm);
+  assert.deepEqual(vm.ram, { file: p.mem, share: true, block: "legacy" });
   const c0 = await counter(vm);
   await sh(vm, "echo cold > /root/cold; sync");
+  // ...so from now on a pause writes device state only, as a clone's does.
+  const second = (await pauseToDisk(d, vm)).bundle;
+  live.delete(vm.id);
+  assert.equal(second.mem, "owned");
+  assert.equal(second.ramBlock, "legacy");
+  assert.ok(second.stateBytes < 1024 * 1024, `device state only: ${second.stateBytes} B`);
+  vm = track((await resumeFromDisk(d, s.id, s)).vm);
+  assert.ok((await counter(vm)) > c0, "the counter ran on after a device-state-only pause");
   await pauseToDisk(d, vm);
   live.delete(vm.id);
   const cs = spec();

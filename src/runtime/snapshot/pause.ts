@@ -21,7 +21,7 @@ import { identifyVm, identityDigest, type GuestIdentity } from "./guest-identity
 import { loadState, saveState } from "./migration.js";
 import { PhaseTimer } from "./phase-timer.js";
 import { readBundle, writeBundle, BUNDLE_VERSION, type BundleMem, type PausedBundle } from "./paused-bundle.js";
-import type { RamBacking } from "./snapshot-args.js";
+import { ramBlockOf, type RamBacking } from "./snapshot-args.js";
 import { snapPaths } from "./snapshot-paths.js";
 import { launchVm, stopVm, withTail, type SnapVm, type SnapshotDeps } from "./snapshot-vm.js";
 
@@ -75,7 +75,7 @@ export async function pauseToDisk(d: SnapshotDeps, vm: SnapVm): Promise<PauseRes
     memMib: vm.memMib,
     rootfs: vm.rootfs,
     mem,
-    ramBlock: vm.ram.file === undefined && vm.ram.anon === "legacy" ? "legacy" : "mem",
+    ramBlock: ramBlockOf(vm.ram),
     disk: { file: path.relative(p.dir, vm.disk.file), format: vm.disk.format },
     ...(vm.template ? { template: vm.template } : {}),
     ...(vm.identityDigest ? { identityDigest: vm.identityDigest } : {}),
@@ -136,17 +136,18 @@ export async function resumeFromDisk(
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const t0 = Date.now();
   const timer = new PhaseTimer();
+  // RAM of the block the stream names ("legacy": a cold-booted VM's, in a file too).
+  const block = b.ramBlock;
   let ram: RamBacking;
-  if (b.mem === "owned") ram = { file: p.mem, share: true };
-  else if (b.mem === "base") ram = { file: p.memBase, share: false };
-  else if (b.ramBlock === "legacy") ram = { anon: "legacy" };
-  else if (opts.streamInto === "ram") ram = { anon: "object" };
+  if (b.mem === "owned") ram = { file: p.mem, share: true, block };
+  else if (b.mem === "base") ram = { file: p.memBase, share: false, block };
+  else if (opts.streamInto === "ram") ram = { anon: block === "legacy" ? "legacy" : "object" };
   else {
     // A fresh sparse file: the stream fills in the non-zero pages.
     await rm(p.mem, { force: true });
     const fh = await open(p.mem, "wx", 0o600);
     await fh.truncate(b.memMib * 1048576).finally(() => fh.close());
-    ram = { file: p.mem, share: true };
+    ram = { file: p.mem, share: true, block };
   }
   let vm: SnapVm | undefined;
   let consumed = false;

@@ -3,6 +3,7 @@
  * file + rename) so that its presence means "a complete pause is here".
  */
 import { readFile, rename, writeFile } from "node:fs/promises";
+import type { RamBlock } from "./snapshot-args.js";
 
 /**
  * Where the paused VM's RAM is:
@@ -24,11 +25,12 @@ export interface PausedBundle {
   rootfs: string;
   mem: BundleMem;
   /**
-   * Name of the VM's RAM block: "mem" (a memory-backend object, file or
-   * ram) or "legacy" (plain -m, a cold-booted VM). Migration streams name
-   * RAM blocks, so a stream loads only into the same kind.
+   * Name of the VM's RAM block (RamBlock): "mem" (templates and their
+   * clones) or "legacy" (a cold-booted VM: plain -m at boot, a file backend
+   * of the same name once resumed). Migration streams name RAM blocks, so a
+   * stream loads only into the same kind.
    */
-  ramBlock: "mem" | "legacy";
+  ramBlock: RamBlock;
   /** The active writable disk, relative to the VM's directory. */
   disk: { file: string; format: "raw" | "qcow2" };
   /**

@@ -10,17 +10,28 @@
  */
 import { buildQemuArgs, DISK_ERROR_POLICY, type QemuArgsInput } from "../qemu/qemu-args.js";
 
+/**
+ * Name of a VM's RAM block, fixed for its whole life: a migration stream
+ * names RAM blocks, so it loads only into RAM of the same name. "mem": the
+ * memory-backend object of templates and their clones; "legacy": plain `-m`
+ * (QemuRuntime's cold boots), whose block QEMU names after the machine.
+ */
+export type RamBlock = "mem" | "legacy";
+
 /** Where guest RAM lives. */
 export type RamBacking =
-  /** MAP_SHARED: the file IS the RAM; a snapshot needs only device state (x-ignore-shared). */
-  | { file: string; share: true }
+  /**
+   * MAP_SHARED: the file IS the RAM; a snapshot needs only device state
+   * (x-ignore-shared). `block` (default "mem") names the backend: a
+   * cold-booted VM keeps "legacy" in a file too.
+   */
+  | { file: string; share: true; block?: RamBlock }
   /** MAP_PRIVATE: copy-on-write from a file that must never change while mapped. */
-  | { file: string; share: false }
+  | { file: string; share: false; block?: RamBlock }
   /**
    * Anonymous RAM: a snapshot must stream all of it. "object" is a
    * memory-backend-ram with the same id as the file backends (its RAM block
-   * has the same name, so streams move between them); "legacy" is plain
-   * `-m` (QemuRuntime's cold boots), whose RAM block has another name.
+   * has the same name, so streams move between them); "legacy" is plain `-m`.
    */
   | { file?: undefined; anon: "object" | "legacy" };
 
@@ -36,6 +47,18 @@ export interface SnapshotArgsInput extends QemuArgsInput {
 
 /** Id of the RAM backend object; a migration stream names RAM blocks by it, so it never changes. */
 export const RAM_BACKEND_ID = "mem";
+/**
+ * The name QEMU gives plain `-m` RAM of `-M microvm` (the machine's default
+ * RAM id). A file backend with this id, set as the machine's memory-backend,
+ * has a RAM block of the same name: a cold-booted VM's stream loads into it.
+ */
+export const LEGACY_RAM_BACKEND_ID = "microvm.ram";
+
+/** The RAM block a VM with `ram` has. */
+export function ramBlockOf(ram: RamBacking): RamBlock {
+  if (ram.file === undefined) return ram.anon === "legacy" ? "legacy" : "mem";
+  return ram.block ?? "mem";
+}
 
 /** argv (without the binary) of a snapshot-capable VM. */
 export function buildSnapshotArgs(i: SnapshotArgsInput): string[] {
@@ -45,10 +68,11 @@ export function buildSnapshotArgs(i: SnapshotArgsInput): string[] {
   // discard=unmap keeps the qcow2 overlay small when the guest trims.
   args[at] = `id=disk,file=${opt(i.disk.file)},format=${i.disk.format},if=none,discard=unmap,${DISK_ERROR_POLICY}`;
   if (i.ram.file !== undefined) {
+    const id = ramBlockOf(i.ram) === "legacy" ? LEGACY_RAM_BACKEND_ID : RAM_BACKEND_ID;
     args.push(
       "-object",
-      `memory-backend-file,id=${RAM_BACKEND_ID},size=${i.memMib}M,mem-path=${opt(i.ram.file)},share=${i.ram.share ? "on" : "off"}`,
-      "-machine", `memory-backend=${RAM_BACKEND_ID}`,
+      `memory-backend-file,id=${id},size=${i.memMib}M,mem-path=${opt(i.ram.file)},share=${i.ram.share ? "on" : "off"}`,
+      "-machine", `memory-backend=${id}`,
     );
   } else if (i.ram.anon === "object") {
     args.push("-object", `memory-backend-ram,id=${RAM_BACKEND_ID},size=${i.memMib}M`, "-machine", `memory-backend=${RAM_BACKEND_ID}`);

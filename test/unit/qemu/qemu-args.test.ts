@@ -124,6 +124,23 @@ test("the writable disk stops the VM on ENOSPC (request kept for cont) and repor
   assert.equal(values(s, "-drive")[1], "id=disk,file=/d/overlay.qcow2,format=qcow2,if=none,discard=unmap,werror=enospc,rerror=report");
 });
 
+test("RAM in a file: the backend id names the RAM block, \"microvm.ram\" for a cold-booted VM's", async () => {
+  const { buildSnapshotArgs, ramBlockOf } = await import("../../../src/runtime/snapshot/snapshot-args.js");
+  const disk = { file: "/d/disk.qcow2", format: "qcow2" as const };
+  const clone = buildSnapshotArgs({ ...input(), ram: { file: "/t/mem", share: false }, disk, incoming: true });
+  assert.deepEqual(values(clone, "-object"), ["memory-backend-file,id=mem,size=1024M,mem-path=/t/mem,share=off"]);
+  assert.ok(clone.includes("memory-backend=mem"));
+  // A cold boot's `-m` RAM is QEMU's block "microvm.ram": a file backend of that id loads its stream.
+  const cold = buildSnapshotArgs({ ...input(), ram: { file: "/d/mem", share: true, block: "legacy" }, disk, incoming: true });
+  assert.deepEqual(values(cold, "-object"), ["memory-backend-file,id=microvm.ram,size=1024M,mem-path=/d/mem,share=on"]);
+  assert.ok(cold.includes("memory-backend=microvm.ram"));
+  assert.deepEqual(values(buildSnapshotArgs({ ...input(), ram: { anon: "legacy" }, disk, incoming: true }), "-object"), []);
+  assert.equal(ramBlockOf({ anon: "legacy" }), "legacy");
+  assert.equal(ramBlockOf({ anon: "object" }), "mem");
+  assert.equal(ramBlockOf({ file: "/d/mem", share: true }), "mem");
+  assert.equal(ramBlockOf({ file: "/d/mem", share: true, block: "legacy" }), "legacy");
+});
+
 test("the machine layout: ioapic2=off by default; a restore picks the layout its stream was saved from", async () => {
   const { LEGACY_MACHINE, MACHINE } = await import("../../../src/runtime/qemu/qemu-args.js");
   assert.deepEqual(values(buildQemuArgs({ ...input(), machine: LEGACY_MACHINE }), "-M"), [LEGACY_MACHINE]);
