@@ -60,6 +60,13 @@ export interface Config {
    * cgroup (src/runtime/qemu/vmm-jail.ts). Needs root.
    */
   jail: boolean;
+  /**
+   * HUTCH_SPAWN_HELPER (default on): QEMU is started by `hutch-spawn`, a
+   * small helper process, so the server never forks itself for it (a fork
+   * of the server blocks it for ~10 ms and slows it after; see
+   * src/runtime/qemu/vmm-spawner.ts). "off": the server spawns QEMU.
+   */
+  spawnHelper: boolean;
   /** HUTCH_AUTO_PAUSE_CHECK_MS (default 5000): how often idle sandboxes are looked for. */
   autoPauseCheckMs: number;
   /**
@@ -242,6 +249,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     poolSize: env.HUTCH_POOL_SIZE === "0" ? 0 : (positiveInt("HUTCH_POOL_SIZE", env.HUTCH_POOL_SIZE) ?? 2),
     poolRootfs: env.HUTCH_POOL_ROOTFS || undefined,
     jail: onOff("HUTCH_JAIL", env.HUTCH_JAIL, process.getuid?.() === 0),
+    spawnHelper: onOff("HUTCH_SPAWN_HELPER", env.HUTCH_SPAWN_HELPER, true),
     autoPauseCheckMs: positiveInt("HUTCH_AUTO_PAUSE_CHECK_MS", env.HUTCH_AUTO_PAUSE_CHECK_MS) ?? 5000,
     userLimits: userLimits(env),
     hostId: env.HUTCH_HOST_ID || `host-${hostname().toLowerCase().replace(/[^a-z0-9-]/g, "-")}`,

@@ -25,6 +25,7 @@ import { SandboxFirewall } from "../../runtime/network/sandbox-firewall.js";
 import { QemuRuntime } from "../../runtime/qemu/qemu-runtime.js";
 import { DiskSpace } from "../../runtime/disk-space.js";
 import { VmmJail } from "../../runtime/qemu/vmm-jail.js";
+import { VmmSpawner } from "../../runtime/qemu/vmm-spawner.js";
 import { kyselyRepositories } from "../../store/kysely-repositories.js";
 import { openDatabase } from "../../store/open-database.js";
 import { AGENT_DIR } from "./package-root.js";
@@ -103,6 +104,7 @@ export async function serve(flags: ConfigFlags): Promise<void> {
   await disk.ensureReserve();
   disk.start();
   const jail = config.jail ? await VmmJail.create({ dataDir: config.dataDir, netns: config.netns, log: runtimeLog }) : undefined;
+  const spawner = config.spawnHelper ? await VmmSpawner.create(runtimeLog) : undefined;
   const runtime = new QemuRuntime({
     dataDir: config.dataDir,
     images,
@@ -111,6 +113,7 @@ export async function serve(flags: ConfigFlags): Promise<void> {
     ...(config.hostMemMib ? { memBudgetMib: config.hostMemMib } : {}),
     log: runtimeLog,
     ...(jail ? { jail } : {}),
+    ...(spawner ? { spawner } : {}),
     firewall,
     dialer,
     templates: config.templates,
@@ -159,6 +162,7 @@ export async function serve(flags: ConfigFlags): Promise<void> {
     await services.snapshots.close();
     await services.sandboxes.close();
     await runtime.close();
+    spawner?.close();
     await disk.stop();
     await db.destroy();
   }, (msg) => log.info(msg));

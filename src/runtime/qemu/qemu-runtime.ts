@@ -4,7 +4,6 @@
  * files in `<dataDir>/sandboxes/<id>/`. VMs outlive the server; `reconcile`
  * re-attaches after a restart.
  */
-import type { ChildProcess } from "node:child_process";
 import { readdir, rm } from "node:fs/promises";
 import os from "node:os";
 import type { Duplex, Readable } from "node:stream";
@@ -48,6 +47,7 @@ import { removeForkLeftovers, settlePaused } from "./snapshot-recovery.js";
 import type { WarmTarget } from "./warm-pool.js";
 import { readSnapInfo, type VmSnapInfo } from "./vm-snap-info.js";
 import type { VmmJail } from "./vmm-jail.js";
+import type { VmmChild, VmmSpawner } from "./vmm-spawner.js";
 import type { SnapVm } from "../snapshot/snapshot-vm.js";
 import { bootVm } from "./vm-boot.js";
 import { readVmMeta } from "./vm-meta.js";
@@ -93,6 +93,8 @@ export interface QemuRuntimeOptions {
   warm?: WarmTarget[];
   /** Runs every QEMU jailed (src/runtime/qemu/vmm-jail.ts); unjailed without it. */
   jail?: VmmJail;
+  /** Starts QEMU processes (src/runtime/qemu/vmm-spawner.ts), closed with the runtime; else the server forks them. */
+  spawner?: VmmSpawner;
   /**
    * The data dir's free space (src/runtime/disk-space.ts): warm VMs and
    * template builds wait for room; its reserve is released when a VM
@@ -116,7 +118,7 @@ interface Vm {
   agent: AgentClient;
   qmp: QmpClient;
   /** Set while this process spawned it (not after a restart). */
-  child?: ChildProcess;
+  child?: VmmChild;
   /** Set by destroy (or once its exit is handled): no onExit for it. */
   stopping: boolean;
   /** How its RAM and disk are mapped: what a pause writes. */
@@ -199,6 +201,7 @@ export class QemuRuntime implements Runtime {
       deps: {
         dataDir: opts.dataDir, images: opts.images, network: opts.network, accel: this.accel, binary: this.binary, log: opts.log,
         ...(opts.jail ? { jail: opts.jail } : {}),
+        ...(opts.spawner ? { spawner: opts.spawner } : {}),
       },
       templates: opts.templates ?? true,
       warm: opts.warm ?? [],
@@ -488,7 +491,7 @@ export class QemuRuntime implements Runtime {
       id: vm.id, pid: vm.pid, paths: vm.paths, tap: vm.tap, vcpu: vm.snap.vcpu, memMib: vm.memMib, rootfs: vm.snap.rootfs,
       ram: vm.snap.ram, disk: vm.snap.disk, qmp: vm.qmp, agent: vm.agent,
       // A re-attached VM has no ChildProcess; pause never uses it.
-      child: vm.child as ChildProcess,
+      child: vm.child as VmmChild,
       ...(vm.snap.template ? { template: vm.snap.template } : {}),
       ...(vm.identityDigest ? { identityDigest: vm.identityDigest } : {}),
     };
@@ -515,7 +518,8 @@ export class QemuRuntime implements Runtime {
     signal.throwIfAborted();
     const b = await bootVm(
       { dataDir, images, network, log, binary: this.binary, accel: this.accel, bootTimeoutMs: this.bootTimeoutMs,
-        removeLeftovers: (id) => this.removeLeftovers(id), ...(this.opts.jail ? { jail: this.opts.jail } : {}) },
+        removeLeftovers: (id) => this.removeLeftovers(id), ...(this.opts.jail ? { jail: this.opts.jail } : {}),
+        ...(this.opts.spawner ? { spawner: this.opts.spawner } : {}) },
       spec,
       signal,
     );

@@ -3,7 +3,6 @@
  * CONFIGURE. On any failure everything made so far is removed before the
  * error is thrown.
  */
-import type { ChildProcess } from "node:child_process";
 import { mkdir, rm } from "node:fs/promises";
 import { AgentClient } from "../agent/agent-client.js";
 import { RuntimeError, isRuntimeError } from "../errors.js";
@@ -17,8 +16,9 @@ import { QmpClient } from "./qmp-client.js";
 import type { RuntimeLogger } from "./runtime-logger.js";
 import { writeVmMeta } from "./vm-meta.js";
 import { sandboxesDir, vmPaths, type VmPaths } from "./vm-paths.js";
-import { consoleTail, killAndWait, spawnDetached } from "./vm-process.js";
+import { consoleTail, killAndWait } from "./vm-process.js";
 import { jailSpecFor, type JailLease, type VmmJail } from "./vmm-jail.js";
+import { launchDetached, type VmmChild, type VmmSpawner } from "./vmm-spawner.js";
 
 /** What `bootVm` needs from the runtime. */
 export interface BootDeps {
@@ -31,6 +31,8 @@ export interface BootDeps {
   bootTimeoutMs: number;
   /** Runs the QEMU jailed (own uid, chroot, rlimits, cgroup); unjailed without it. */
   jail?: VmmJail;
+  /** Starts QEMU; the server forks it without one. */
+  spawner?: VmmSpawner;
   /** Removes what a previous VM of the same id may have left. */
   removeLeftovers(id: string): Promise<void>;
 }
@@ -44,7 +46,7 @@ export interface BootedVm {
   agent: AgentClient;
   qmp: QmpClient;
   /** Still carries a provisional "exit" listener: replace it. */
-  child: ChildProcess;
+  child: VmmChild;
   /** Start of boot to the agent's HELLO answer. */
   bootMs: number;
 }
@@ -109,7 +111,10 @@ export async function bootVm(d: BootDeps, spec: MachineSpec, signal: AbortSignal
       mac: spec.net.mac,
     });
     // `ip netns exec` (and the jail's sh, prlimit, chroot, setpriv) exec QEMU in place: the child's pid is QEMU's.
-    const child = spawnDetached([...(jail ? jail.prefix(d.network.execPrefix()) : d.network.execPrefix()), d.binary, ...args], paths.dir, paths.qemuLog, jail?.env);
+    const child = await launchDetached(d.spawner, {
+      argv: [...(jail ? jail.prefix(d.network.execPrefix()) : d.network.execPrefix()), d.binary, ...args], cwd: paths.dir, logFile: paths.qemuLog,
+      ...(jail ? { env: jail.env } : {}),
+    });
     pid = child.pid;
     const onGone = (how: string) => {
       exitedWith ??= how;

@@ -3,8 +3,7 @@
  * template build, restore, resume: spawn inside Hutch's network namespace,
  * connect QMP, watch the process.
  */
-import type { ChildProcess } from "node:child_process";
-import { closeSync, existsSync, openSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -15,12 +14,13 @@ import type { HostNetwork } from "../network/host-network.js";
 import { QmpClient } from "../qemu/qmp-client.js";
 import type { RuntimeLogger } from "../qemu/runtime-logger.js";
 import type { VmPaths } from "../qemu/vm-paths.js";
-import { consoleTail, killAndWait, spawnDetached, waitGone } from "../qemu/vm-process.js";
+import { consoleTail, killAndWait, waitGone } from "../qemu/vm-process.js";
 import type { PhaseTimer } from "./phase-timer.js";
 import { streamMachine } from "./migration.js";
 import { buildSnapshotArgs, type RamBacking } from "./snapshot-args.js";
 import { templatesDir } from "./snapshot-paths.js";
 import { jailSpecFor, type JailLease, type VmmJail } from "../qemu/vmm-jail.js";
+import { launchDetached, type VmmChild, type VmmSpawner } from "../qemu/vmm-spawner.js";
 
 /** What the snapshot functions need from the host (the same things QemuRuntime has). */
 export interface SnapshotDeps {
@@ -33,6 +33,8 @@ export interface SnapshotDeps {
   log?: RuntimeLogger;
   /** Runs each QEMU jailed (own uid, chroot, rlimits, cgroup); unjailed without it. */
   jail?: VmmJail;
+  /** Starts QEMU; the server forks it without one. */
+  spawner?: VmmSpawner;
 }
 
 /** A running snapshot-capable VM, attached. */
@@ -61,7 +63,7 @@ export interface SnapVm {
    * nothing then can have changed authorized_keys behind the digest.
    */
   keysDigest?: string;
-  child: ChildProcess;
+  child: VmmChild;
   /** Set when the process exited (why). */
   exited?: string;
   /**
@@ -139,17 +141,16 @@ export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_0
     paused: i.paused ?? false,
     ...(machine !== undefined ? { machine } : {}),
   });
-  let child: ChildProcess;
-  let stateFd: number | undefined;
+  let child: VmmChild;
   try {
-    if (i.incomingFrom !== undefined) stateFd = openSync(i.incomingFrom, "r");
-    child = spawnDetached([...(jail ? jail.prefix(d.network.execPrefix()) : d.network.execPrefix()), binary, ...args], i.paths.dir, i.paths.qemuLog, jail?.env, stateFd === undefined ? [] : [stateFd]);
+    child = await launchDetached(d.spawner, {
+      argv: [...(jail ? jail.prefix(d.network.execPrefix()) : d.network.execPrefix()), binary, ...args], cwd: i.paths.dir, logFile: i.paths.qemuLog,
+      ...(jail ? { env: jail.env } : {}),
+      ...(i.incomingFrom !== undefined ? { inputFile: i.incomingFrom } : {}),
+    });
   } catch (err) {
     await jail?.release();
     throw err;
-  } finally {
-    // QEMU has its own copy now.
-    if (stateFd !== undefined) closeSync(stateFd);
   }
   // The jail's cgroups go with the process, whoever stops it (pause, destroy, crash).
   const released = jail
@@ -163,7 +164,7 @@ export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_0
   const vm: Omit<SnapVm, "qmp"> & { qmp?: QmpClient } = {
     id: i.id, pid: child.pid, paths: i.paths, tap: i.tap ?? "", vcpu: i.vcpu, memMib: i.memMib, rootfs: i.rootfs, ram: i.ram, disk: i.disk, child,
     ...(i.template ? { template: i.template } : {}),
-    ...(stateFd !== undefined ? { incomingUri: "fd:3" } : {}),
+    ...(i.incomingFrom !== undefined ? { incomingUri: "fd:3" } : {}),
     ...(released ? { released } : {}),
   };
   const gone = new AbortController();
