@@ -93,7 +93,7 @@ export interface QemuRuntimeOptions {
   warm?: WarmTarget[];
   /** Runs every QEMU jailed (src/runtime/qemu/vmm-jail.ts); unjailed without it. */
   jail?: VmmJail;
-  /** Starts QEMU processes (src/runtime/qemu/vmm-spawner.ts), closed with the runtime; else the server forks them. */
+  /** Starts QEMU processes (src/runtime/qemu/vmm-spawner.ts; its owner closes it after the runtime); else the server forks them. */
   spawner?: VmmSpawner;
   /**
    * The data dir's free space (src/runtime/disk-space.ts): warm VMs and

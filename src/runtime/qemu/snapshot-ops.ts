@@ -93,10 +93,13 @@ export class SnapshotOps {
         if (warm.exited) throw new Error(warm.exited);
         const timer = new PhaseTimer();
         // A VM that held the sandbox's address keeps its network as it is.
-        await identifyVm(warm, spec, { network: !(taken.net && sameNetwork(taken.net, spec.net)) });
-        timer.lap("configure");
-        await this.#recordSnap(warm);
-        timer.lap("snapinfo");
+        // snap.json does not depend on the identity: written while the guest configures.
+        const [configured, recorded] = await Promise.allSettled([
+          identifyVm(warm, spec, { network: !(taken.net && sameNetwork(taken.net, spec.net)) }).then(() => timer.lap("configure")),
+          this.#recordSnap(warm),
+        ]);
+        if (configured.status === "rejected") throw configured.reason;
+        if (recorded.status === "rejected") throw recorded.reason;
         this.#phases("hand-over", spec.id, timer.phases, timer.totalMs());
         return { vm: warm, how: "pool" };
       } catch (err) {
