@@ -65,6 +65,15 @@ function parseVariants(): Variant[] {
   });
 }
 
+/**
+ * The exec round trip after `what`: the first one apart (a new QEMU's guest runs its
+ * fork/exec path for the first time, translated anew under TCG), then four more.
+ */
+async function execs(v: Variant, what: string, sb: { runCommand(cmd: string): Promise<unknown> }): Promise<void> {
+  add(v, `exec \`true\` after ${what}, first (client)`, (await timed(() => sb.runCommand("true")))[0]);
+  for (let i = 0; i < 4; i++) add(v, `exec \`true\` after ${what}, later (client)`, (await timed(() => sb.runCommand("true")))[0]);
+}
+
 function add(v: Variant, metric: string, x: number): void {
   const list = v.samples.get(metric) ?? [];
   list.push(x);
@@ -136,7 +145,7 @@ async function round(v: Variant): Promise<void> {
   addCreatePhases(v, "hand-over", a.id, from);
   addPhases(v, "restore", "restore", b.id, from);
   addCreatePhases(v, "restore", b.id, from);
-  for (let i = 0; i < 5; i++) add(v, "exec `true` after hand-over (client)", (await timed(() => a.runCommand("true")))[0]);
+  await execs(v, "hand-over", a);
   await poolFull(v);
 
   const pause = async () => {
@@ -160,7 +169,7 @@ async function round(v: Variant): Promise<void> {
   add(v, "resume (client)", await resume());
   await new Promise((r) => setTimeout(r, 100));
   addPhases(v, "resume", "resume", b.id, from);
-  for (let i = 0; i < 5; i++) add(v, "exec `true` after resume (client)", (await timed(() => b.runCommand("true")))[0]);
+  await execs(v, "resume", b);
   await pause();
   from = s.output().length;
   const [tFork, child] = await timed(() => b.fork({}));
