@@ -182,7 +182,8 @@ export class VmmSpawner {
   static async create(log: RuntimeLogger, dir = JAILER_DIR): Promise<VmmSpawner | undefined> {
     const bin = path.join(dir, "build", "hutch-spawn");
     try {
-      await runCommand("make", ["-s", "-C", dir], { timeoutMs: 120_000 });
+      // Its own target: a failure elsewhere in jailer/ (the jailer, the RAM shim) does not stop it.
+      await runCommand("make", ["-s", "-C", dir, "build/hutch-spawn"], { timeoutMs: 120_000 });
       if (!existsSync(bin)) throw new Error(`${bin} missing after make`);
     } catch (err) {
       log.warn({ err: (err as Error).message }, "hutch-spawn not built: the server forks each VMM itself");
