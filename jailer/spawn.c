@@ -124,8 +124,9 @@ static void spawn_one(uint32_t id, char **s, uint32_t argc, uint32_t envc) {
         sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
         int err = 0;
+        /* (fcntl: dup2 onto the same number would leave its close-on-exec set.) */
         if (setsid() < 0 || chdir(cwd) < 0 || dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0 ||
-            (infd >= 0 && dup2(infd, 3) < 0))
+            (infd >= 0 && (dup2(infd, 3) < 0 || fcntl(3, F_SETFD, 0) < 0)))
             err = errno;
         if (!err) {
             exec_path(argv[0], argv, envp, path);
