@@ -56,8 +56,13 @@ export async function pushCommand(ctx: CommandContext, ref: string, local: strin
   const tmp = `/var/tmp/.hutch-push-${randomBytes(6).toString("hex")}.tar`;
   const tar = tarCreate(local);
   const [bytes] = await Promise.all([upload(sb, tmp, tar.proc.stdout!, `${basename(local)}/`, await estimateTarSize(local)), tar.done]);
-  // Unpack, and remove the archive whatever happens.
-  const script = 'mkdir -p "$1" && tar -x -f "$2" -C "$1"; rc=$?; rm -f "$2"; exit $rc';
-  await runChecked(client, sb.id, { cmd: "sh", args: ["-c", script, "hutch-push", remote, tmp] }, "unpacking");
+  // Check that the whole archive arrived (a short one would only say "tar: short read"),
+  // unpack, and remove the archive whatever happens.
+  const script = [
+    'size=$(wc -c < "$2")',
+    'if [ "$size" != "$3" ]; then echo "the archive arrived with $size of $3 bytes" >&2; rm -f "$2"; exit 1; fi',
+    'mkdir -p "$1" && tar -x -f "$2" -C "$1"; rc=$?; rm -f "$2"; exit $rc',
+  ].join("\n");
+  await runChecked(client, sb.id, { cmd: "sh", args: ["-c", script, "hutch-push", remote, tmp, String(bytes)] }, "unpacking");
   process.stderr.write(`pushed ${local} (${formatBytes(bytes)} of tar) to ${sb.id}:${remote}\n`);
 }
