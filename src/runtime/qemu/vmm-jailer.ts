@@ -17,13 +17,22 @@ export const JAILER_DIR = path.resolve(fileURLToPath(import.meta.url), "../../..
  * warning, when it cannot be built: the jail then uses its shell chain.
  */
 export async function buildJailer(log: RuntimeLogger, dir = JAILER_DIR): Promise<string | undefined> {
-  const bin = path.join(dir, "build", "hutch-jailer");
+  // Everything in jailer/: the RAM shim (roRamShim) is found beside the jailer.
+  return buildJailerTool("hutch-jailer", [], "hutch-jailer not built: VMM jails use the slower shell chain", log, dir);
+}
+
+/**
+ * Runs make in `dir` (for `targets`, or all of it) and returns the path of
+ * `build/<name>`; undefined, with `warning` logged, when it cannot be built.
+ */
+export async function buildJailerTool(name: string, targets: string[], warning: string, log: RuntimeLogger, dir = JAILER_DIR): Promise<string | undefined> {
+  const bin = path.join(dir, "build", name);
   try {
-    await runCommand("make", ["-s", "-C", dir], { timeoutMs: 120_000 });
+    await runCommand("make", ["-s", "-C", dir, ...targets], { timeoutMs: 120_000 });
     if (existsSync(bin)) return bin;
     throw new Error(`${bin} missing after make`);
   } catch (err) {
-    log.warn({ err: (err as Error).message }, "hutch-jailer not built: VMM jails use the slower shell chain");
+    log.warn({ err: (err as Error).message }, warning);
     return undefined;
   }
 }

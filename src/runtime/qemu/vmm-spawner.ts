@@ -13,15 +13,13 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { closeSync, existsSync, openSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { constants } from "node:os";
-import path from "node:path";
 import type { Socket } from "node:net";
 import { createInterface } from "node:readline";
-import { runCommand } from "../run-command.js";
 import type { RuntimeLogger } from "./runtime-logger.js";
 import { isAlive, spawnDetached } from "./vm-process.js";
-import { JAILER_DIR } from "./vmm-jailer.js";
+import { buildJailerTool, JAILER_DIR } from "./vmm-jailer.js";
 
 /** What callers need of a spawned VMM: a ChildProcess is one too. */
 export interface VmmChild {
@@ -180,16 +178,9 @@ export class VmmSpawner {
    * then spawned by the server itself.
    */
   static async create(log: RuntimeLogger, dir = JAILER_DIR): Promise<VmmSpawner | undefined> {
-    const bin = path.join(dir, "build", "hutch-spawn");
-    try {
-      // Its own target: a failure elsewhere in jailer/ (the jailer, the RAM shim) does not stop it.
-      await runCommand("make", ["-s", "-C", dir, "build/hutch-spawn"], { timeoutMs: 120_000 });
-      if (!existsSync(bin)) throw new Error(`${bin} missing after make`);
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, "hutch-spawn not built: the server forks each VMM itself");
-      return undefined;
-    }
-    return VmmSpawner.at(bin, log);
+    // Its own target: a failure elsewhere in jailer/ (the jailer, the RAM shim) does not stop it.
+    const bin = await buildJailerTool("hutch-spawn", ["build/hutch-spawn"], "hutch-spawn not built: the server forks each VMM itself", log, dir);
+    return bin === undefined ? undefined : VmmSpawner.at(bin, log);
   }
 
   /** A spawner using the helper binary at `binary`. */
