@@ -55,7 +55,7 @@ export async function pushCommand(ctx: CommandContext, ref: string, local: strin
 
   const tmp = `/var/tmp/.hutch-push-${randomBytes(6).toString("hex")}.tar`;
   const tar = tarCreate(local);
-  const [bytes] = await Promise.all([upload(sb, tmp, tar.proc.stdout!, `${basename(local)}/`, await estimateTarSize(local)), tar.done]);
+  const [bytes] = await Promise.all([upload(sb, tmp, tar.out, `${basename(local)}/`, await estimateTarSize(local)), tar.done]);
   // Check that the whole archive arrived (a short one would only say "tar: short read"),
   // unpack, and remove the archive whatever happens.
   const script = [

@@ -14,6 +14,7 @@ import { configPath, loadClientConfig, writeConfigFile } from "../../../src/cli/
 import { collectEnv, collectSshKeys, onOff, port } from "../../../src/cli/client/flag-parsers.js";
 import { table } from "../../../src/cli/client/output.js";
 import { dataFrame, resizeFrame } from "../../../src/cli/client/shell-frames.js";
+import { tarCreate } from "../../../src/cli/client/host-tar.js";
 import { estimateTarSize } from "../../../src/cli/client/tar-size.js";
 import { createRequest } from "../../../src/cli/commands/create.js";
 import { autoPauseValue } from "../../../src/cli/commands/edit.js";
@@ -189,4 +190,25 @@ test("the tar size estimate is close to what tar writes", async () => {
 
 test("tables align columns", () => {
   assert.equal(table(["A", "BB"], [["xxx", "y"], ["z", ""]]), "A    BB\nxxx  y\nz\n");
+});
+
+test("tarCreate keeps the archive when tar exits before anyone reads it", async () => {
+  // A small archive fits in the socket buffer of tar's stdout, so tar exits
+  // at once; the archive must still be there for a reader that comes later
+  // (push awaits the size estimate before it starts the upload).
+  const dir = await mkdtemp(join(tmpdir(), "hutch-tar-"));
+  try {
+    await mkdir(join(dir, "sub"));
+    await writeFile(join(dir, "sub/a.txt"), "hello\n");
+    const tar = tarCreate(dir);
+    await tar.done; // tar exited and its stdout closed
+    await new Promise((r) => setTimeout(r, 20));
+    const archive = await buffer(tar.out);
+    assert.equal(archive.length % 512, 0);
+    assert.ok(archive.length >= 2048, `archive of ${archive.length} bytes`);
+    const listed = execFileSync("tar", ["-t", "-f", "-"], { input: archive }).toString().split("\n").sort();
+    assert.deepEqual(listed, ["", "./", "./sub/", "./sub/a.txt"]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
