@@ -67,6 +67,14 @@ export interface Config {
    * src/runtime/qemu/vmm-spawner.ts). "off": the server spawns QEMU.
    */
   spawnHelper: boolean;
+  /**
+   * HUTCH_OWN_STREAMS (default on): after a sandbox's first pause (a clone's
+   * or cold-booted VM's: all its RAM streamed), a background QEMU moves that
+   * RAM into a file of its own, so its first resume and its forks are as
+   * fast as later ones (src/runtime/snapshot/own-ram.ts). "off": the first
+   * resume loads the stream.
+   */
+  ownStreams: boolean;
   /** HUTCH_AUTO_PAUSE_CHECK_MS (default 5000): how often idle sandboxes are looked for. */
   autoPauseCheckMs: number;
   /**
@@ -250,6 +258,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     poolRootfs: env.HUTCH_POOL_ROOTFS || undefined,
     jail: onOff("HUTCH_JAIL", env.HUTCH_JAIL, process.getuid?.() === 0),
     spawnHelper: onOff("HUTCH_SPAWN_HELPER", env.HUTCH_SPAWN_HELPER, true),
+    ownStreams: onOff("HUTCH_OWN_STREAMS", env.HUTCH_OWN_STREAMS, true),
     autoPauseCheckMs: positiveInt("HUTCH_AUTO_PAUSE_CHECK_MS", env.HUTCH_AUTO_PAUSE_CHECK_MS) ?? 5000,
     userLimits: userLimits(env),
     hostId: env.HUTCH_HOST_ID || `host-${hostname().toLowerCase().replace(/[^a-z0-9-]/g, "-")}`,

@@ -25,6 +25,8 @@ import { isAlive, readPidfile } from "../../src/runtime/qemu/vm-process.js";
 import { diskChain } from "../../src/runtime/snapshot/disk-chain.js";
 import { applyIdentity } from "../../src/runtime/snapshot/guest-identity.js";
 import { forkPaused } from "../../src/runtime/snapshot/fork.js";
+import { ownStreamRam } from "../../src/runtime/snapshot/own-ram.js";
+import { readBundle } from "../../src/runtime/snapshot/paused-bundle.js";
 import { pauseToDisk, resumeFromDisk } from "../../src/runtime/snapshot/pause.js";
 import { snapPaths } from "../../src/runtime/snapshot/snapshot-paths.js";
 import { launchVm, stopVm, type SnapVm, type SnapshotDeps } from "../../src/runtime/snapshot/snapshot-vm.js";
@@ -335,6 +337,62 @@ test("fork: child has the parent's memory and disk, new identity; both run on in
   sizes.forkChildDirAllocated = Object.values(await dirFiles(snapPaths(dataDir, children[0]!.id).dir)).reduce((a, b) => a + b, 0);
   for (const c of children) await destroy(c);
   await destroy(parent);
+});
+
+test("a paused clone's RAM stream becomes its own mem without running the guest; an aborted owning leaves the stream", async () => {
+  const s = spec();
+  let vm = track((await restoreFromTemplate(d, tpl, s)).vm);
+  await startCounter(vm);
+  const p = snapPaths(dataDir, vm.id);
+  const c0 = await counter(vm);
+  assert.equal((await pauseToDisk(d, vm)).bundle.mem, "stream");
+  live.delete(vm.id);
+  const streamBytes = (await stat(p.state)).size;
+  const r = await ownStreamRam(d, vm.id, new AbortController().signal);
+  assert.ok(r, "a stream bundle is owned");
+  record("ownStreamMs", r.ms);
+  const b = await readBundle(p.bundle);
+  assert.equal(b?.mem, "owned");
+  assert.equal(b?.stateBytes, (await stat(p.state)).size);
+  assert.ok(b!.stateBytes < 1024 * 1024 && streamBytes > 8 * b!.stateBytes, `device state only: ${b!.stateBytes} B, the stream was ${streamBytes} B`);
+  assert.equal((await stat(p.mem)).size, 256 * 1048576);
+  assert.ok(!existsSync(p.memOwning) && !existsSync(p.stateOwned), "no file of the owning is left");
+  const ownPid = await readPidfile(p.pidfile);
+  if (ownPid !== undefined) assert.equal(await isAlive(ownPid), false, "the owning's QEMU is gone");
+  assert.ok(!(await network.list()).some((t) => t.sandboxId === vm.id), "the owning's tap is gone");
+  assert.equal(await ownStreamRam(d, vm.id, new AbortController().signal), undefined, "an owned bundle has nothing to own");
+  const resumed = await resumeFromDisk(d, vm.id, s);
+  vm = track(resumed.vm);
+  record("resumeAfterOwnMs", resumed.timings.readyMs);
+  assert.deepEqual(vm.ram, { file: p.mem, share: true, block: "mem" });
+  await new Promise((res) => setTimeout(res, 700));
+  assert.ok((await counter(vm)) > c0, "the counter ran on from the owned RAM");
+  assert.equal(await sh(vm, "cat /dev/shm/marker"), "shm-kept");
+  await destroy(vm);
+
+  // Aborted while its QEMU loads: killed, its files gone, the stream bundle as it was.
+  const s2 = spec();
+  let vm2 = track((await restoreFromTemplate(d, tpl, s2)).vm);
+  await startCounter(vm2);
+  const p2 = snapPaths(dataDir, vm2.id);
+  const c2 = await counter(vm2);
+  await pauseToDisk(d, vm2);
+  live.delete(vm2.id);
+  const before = await readFile(p2.bundle, "utf8");
+  const abort = new AbortController();
+  const owning = ownStreamRam(d, vm2.id, abort.signal);
+  await new Promise((res) => setTimeout(res, 350)); // QEMU started (~100–200 ms), loading (≥ 500 ms)
+  abort.abort(new Error("resume"));
+  await assert.rejects(owning, /resume/);
+  assert.equal(await readFile(p2.bundle, "utf8"), before, "the stream bundle is untouched");
+  assert.ok(!existsSync(p2.memOwning) && !existsSync(p2.stateOwned) && !existsSync(p2.mem), "no file of the owning is left");
+  const abortedPid = await readPidfile(p2.pidfile);
+  if (abortedPid !== undefined) assert.equal(await isAlive(abortedPid), false, "the owning's QEMU is gone");
+  assert.ok(!(await network.list()).some((t) => t.sandboxId === vm2.id), "the owning's tap is gone");
+  vm2 = track((await resumeFromDisk(d, vm2.id, s2)).vm);
+  await new Promise((res) => setTimeout(res, 700));
+  assert.ok((await counter(vm2)) > c2, "the counter ran on from the stream");
+  await destroy(vm2);
 });
 
 test("a cold-booted VM (plain -m, raw disk) pauses, resumes and forks too", async () => {

@@ -132,7 +132,14 @@ describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
     const paused = (await api(server, "GET", `/v1/sandboxes/${sb.id}`)).json.data;
     assert.equal(paused.status, "paused");
     assert.ok(paused.paused_at);
-    assert.equal((await pidsMentioning(join(server.dataDir, "sandboxes", sb.id))).length, 0, "no QEMU while paused");
+    // A clone's first pause streams its RAM; the server then moves it into a
+    // file of the sandbox's own in the background (own-ram.ts), and that QEMU exits too.
+    const dir = join(server.dataDir, "sandboxes", sb.id);
+    const bundle = async () => JSON.parse(await readFile(join(dir, "bundle.json"), "utf8"));
+    await waitFor(async () => ((await bundle()).mem === "owned" ? true : undefined), 60_000, "RAM owned");
+    assert.ok((await stat(join(dir, "state"))).size < 1024 * 1024, "the stream became device state only");
+    assert.equal((await stat(join(dir, "mem"))).size, 256 * 1048576);
+    await waitFor(async () => ((await pidsMentioning(dir)).length === 0 ? true : undefined), 10_000, "no QEMU while paused");
 
     const again = await api(server, "POST", `/v1/sandboxes/${sb.id}/pause`);
     assert.equal(again.status, 200);
@@ -219,7 +226,7 @@ describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
   });
 });
 
-describe("snapshots: a server SIGKILL mid-pause and mid-fork", () => {
+describe("snapshots: a server SIGKILL mid-pause, mid-fork and mid-owning", () => {
   let server: TestServer;
 
   before(async () => {
@@ -230,13 +237,19 @@ describe("snapshots: a server SIGKILL mid-pause and mid-fork", () => {
     await server?.dispose();
   });
 
-  /** Every sandbox settled, each running one has one QEMU, nothing else runs or lingers. */
+  /**
+   * Every sandbox settled, each running one has one QEMU, nothing else runs
+   * or lingers (a paused one's RAM may be being owned again: that QEMU ends).
+   */
   async function consistent(): Promise<Array<{ id: string; status: string }>> {
     const rows: Array<{ id: string; status: string }> = (await api(server, "GET", "/v1/sandboxes?limit=100")).json.data.data;
     for (const r of rows) assert.ok(["running", "paused", "failed", "destroyed"].includes(r.status), `${r.id} settled: ${r.status}`);
-    const qemus = await pidsMentioning(join(server.dataDir, "sandboxes"));
     const running = rows.filter((r) => r.status === "running");
-    assert.equal(qemus.length, running.length, "one QEMU per running sandbox, none else");
+    const qemus = await waitFor(async () => {
+      const q = await pidsMentioning(join(server.dataDir, "sandboxes"));
+      return q.length === running.length ? q : undefined;
+    }, 30_000, `one QEMU per running sandbox (${running.length}), none else`);
+    assert.equal(qemus.length, running.length);
     const dirs = await readdir(join(server.dataDir, "sandboxes"));
     const live = new Set(rows.filter((r) => r.status === "running" || r.status === "paused").map((r) => r.id));
     assert.deepEqual(dirs.filter((d) => !live.has(d)), [], "no leftover directories");
@@ -281,5 +294,25 @@ describe("snapshots: a server SIGKILL mid-pause and mid-fork", () => {
     for (const r of rows.filter((x) => x.status === "running" || x.status === "paused")) await usable(r.id);
     const tmp = (await readdir(join(server.dataDir, "sandboxes"))).filter((d) => d.includes("fork-tmp"));
     assert.deepEqual(tmp, []);
+
+    // A fresh clone's first pause streams its RAM; the server is killed while
+    // a QEMU moves that RAM into the sandbox's own file.
+    const b = await server.client.createSandbox({ shape: SHAPE, rootfs: ROOTFS });
+    await b.sh(COUNTER);
+    await b.pause();
+    await b.waitUntilPaused({ timeoutMs: 60_000 });
+    const dir = join(server.dataDir, "sandboxes", b.id);
+    await waitFor(async () => ((await pidsMentioning(dir)).length > 0 ? true : undefined), 10_000, "the owning's QEMU");
+    await new Promise((r) => setTimeout(r, 200));
+    await server.kill();
+    await server.restart();
+    rows = await consistent();
+    assert.equal(rows.find((r) => r.id === b.id)!.status, "paused");
+    const leftovers = (await readdir(dir)).filter((f) => f === "mem.owning" || f === "state.owned");
+    assert.deepEqual(leftovers, [], "the owning was finished or undone");
+    await usable(b.id);
+    const c0 = await count(b);
+    await new Promise((r) => setTimeout(r, 600));
+    assert.ok((await count(b)) > c0, "the counter survived");
   });
 });

@@ -117,6 +117,7 @@ export async function serve(flags: ConfigFlags): Promise<void> {
     firewall,
     dialer,
     templates: config.templates,
+    ownStreams: config.ownStreams,
     disk,
     ...(config.agentLiveness ? { liveness: config.agentLiveness } : {}),
     consoleMaxBytes: config.consoleMaxBytes,

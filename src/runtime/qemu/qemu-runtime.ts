@@ -86,6 +86,8 @@ export interface QemuRuntimeOptions {
   consoleMaxBytes?: number;
   /** Serve creates from template snapshots (default true); false: every create cold boots. */
   templates?: boolean;
+  /** See SnapshotOpsOptions.ownStreams (default true). */
+  ownStreams?: boolean;
   /**
    * Shapes whose template is built at start-up (after `reconcile`), each
    * with its warm pool size (0: template only). Needs `templates`.
@@ -204,6 +206,7 @@ export class QemuRuntime implements Runtime {
         ...(opts.spawner ? { spawner: opts.spawner } : {}),
       },
       templates: opts.templates ?? true,
+      ownStreams: opts.ownStreams ?? true,
       warm: opts.warm ?? [],
       bootTimeoutMs: this.bootTimeoutMs,
       hasRoom: (memMib) => this.usedMib() + this.snaps.poolMib() + memMib <= this.budgetMib && (opts.disk?.hasRoom(WARM_VM_DISK_MIB) ?? true),
@@ -284,7 +287,7 @@ export class QemuRuntime implements Runtime {
     if (this.vms.has(sourceId) || this.creating.has(sourceId)) throw new RuntimeError("internal", `VM ${sourceId} is not paused`);
     if (this.vms.has(child.id) || this.creating.has(child.id)) throw new RuntimeError("internal", `VM ${child.id} already exists`);
     try {
-      await this.snaps.fork(sourceId, child.id);
+      await this.snaps.fork(sourceId, child.id, opts.startPaused ?? false);
     } catch (err) {
       throw new RuntimeError("internal", `fork of ${sourceId} failed: ${(err as Error).message}`, { cause: err });
     }
@@ -363,6 +366,7 @@ export class QemuRuntime implements Runtime {
       // A complete pause is kept (any QEMU still next to it is killed).
       if (want.has(id) && (await settlePaused(this.opts.dataDir, id, this.opts.network))) {
         alive.push({ id, pid: 0, paused: true });
+        this.snaps.ownLater(id); // a stream bundle whose owning the previous server did not finish
         continue;
       }
       const vm = want.has(id) ? await this.attach(id) : undefined;
@@ -547,6 +551,7 @@ export class QemuRuntime implements Runtime {
       await c.done; // boot() cleans up after itself
     }
     await this.snaps.discardWarm(id);
+    await this.snaps.stopOwning(id);
     const frozen = this.frozen.get(id);
     if (frozen) {
       this.frozen.delete(id);

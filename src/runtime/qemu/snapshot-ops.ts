@@ -8,6 +8,8 @@ import { rm } from "node:fs/promises";
 import path from "node:path";
 import type { MachineShape, MachineSpec, WarmAddresses, WarmClaim } from "../runtime.js";
 import { forkPaused } from "../snapshot/fork.js";
+import { ownStreamRam } from "../snapshot/own-ram.js";
+import { readBundle } from "../snapshot/paused-bundle.js";
 import { identifyVm } from "../snapshot/guest-identity.js";
 import { pauseToDisk, resumeFromDisk } from "../snapshot/pause.js";
 import { snapPaths } from "../snapshot/snapshot-paths.js";
@@ -29,12 +31,30 @@ export interface SnapshotOpsOptions {
   hasRoom(memMib: number): boolean;
   /** Throws (RuntimeError `disk_full`) unless the data dir has `needMib` free for `what` (template builds ask). */
   admitDisk?(needMib: number, what: string): void;
+  /**
+   * After a pause that had to stream all RAM, give the paused VM its own
+   * `mem` in the background (own-ram.ts), so its first resume is as fast as
+   * a later one. Default true.
+   */
+  ownStreams?: boolean;
+}
+
+/** A background ownStreamRam of one paused VM. */
+interface Owning {
+  abort: AbortController;
+  /** Its QEMU is (or is about to be) running: resume and fork wait for it rather than stop it. */
+  started: boolean;
+  done: Promise<void>;
 }
 
 export class SnapshotOps {
   readonly #d: SnapshotDeps;
   readonly #templates: TemplateManager | undefined;
   readonly #pool: WarmPool | undefined;
+  readonly #owning = new Map<string, Owning>();
+  /** Settles when the last queued owning has; one runs at a time. */
+  #owningTail: Promise<void> = Promise.resolve();
+  #closed = false;
 
   constructor(private readonly opts: SnapshotOpsOptions) {
     this.#d = opts.deps;
@@ -54,6 +74,8 @@ export class SnapshotOps {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#owning.keys()].map((id) => this.stopOwning(id)));
     await this.#templates?.close();
     await this.#pool?.close();
   }
@@ -128,9 +150,63 @@ export class SnapshotOps {
   /** Pauses `vm` to its directory (QEMU and tap gone). The VM runs on if it throws. */
   async pause(vm: SnapVm): Promise<void> {
     const timer = new PhaseTimer();
-    const { phases } = await pauseToDisk(this.#d, vm);
+    const { phases, bundle } = await pauseToDisk(this.#d, vm);
     await rm(path.join(vm.paths.dir, "snap.json"), { force: true });
     this.#phases("pause", vm.id, phases, timer.totalMs());
+    if (bundle.mem === "stream") this.ownLater(vm.id);
+  }
+
+  /**
+   * Queues the background owning of paused VM `id`'s RAM (own-ram.ts), if
+   * its bundle is a stream and the host has room when its turn comes. One
+   * runs at a time: each is a QEMU loading hundreds of MB.
+   */
+  ownLater(id: string): void {
+    if (this.opts.ownStreams === false || this.#closed || this.#owning.has(id)) return;
+    const abort = new AbortController();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const prev = this.#owningTail;
+    this.#owningTail = prev.then(() => mine);
+    const aborted = new Promise<void>((r) => abort.signal.addEventListener("abort", () => r(), { once: true }));
+    const owning: Owning = { abort, started: false, done: Promise.resolve() };
+    owning.done = (async () => {
+      try {
+        await Promise.race([prev, aborted]);
+        if (abort.signal.aborted) return;
+        const b = await readBundle(snapPaths(this.#d.dataDir, id).bundle).catch(() => undefined);
+        if (b?.mem !== "stream" || !this.opts.hasRoom(b.memMib)) return;
+        owning.started = true;
+        const r = await ownStreamRam(this.#d, id, abort.signal);
+        if (r) this.#d.log?.debug({ op: "own", id, phases: r.phases, totalMs: r.ms, streamBytes: r.streamBytes, stateBytes: r.stateBytes }, "snapshot phases");
+      } catch (err) {
+        if (!abort.signal.aborted) this.#d.log?.warn({ id, err }, "owning a paused VM's RAM failed: it resumes from its stream");
+      } finally {
+        if (this.#owning.get(id) === owning) this.#owning.delete(id);
+        release();
+      }
+    })();
+    this.#owning.set(id, owning);
+  }
+
+  /**
+   * Before a resume or fork of `id`: an owning that has started is waited
+   * for (the load it does is the one a resume of the stream would do, and
+   * after it the resume maps `mem`); a queued one is dropped.
+   */
+  async #settleOwning(id: string): Promise<void> {
+    const o = this.#owning.get(id);
+    if (!o) return;
+    if (!o.started) o.abort.abort(new Error(`${id} is resumed or forked`));
+    await o.done;
+  }
+
+  /** Stops the owning of `id`, if any (destroy, close): its QEMU is killed, the stream bundle stays. */
+  async stopOwning(id: string): Promise<void> {
+    const o = this.#owning.get(id);
+    if (!o) return;
+    o.abort.abort(new Error(`owning of ${id} stopped`));
+    await o.done;
   }
 
   /**
@@ -139,18 +215,31 @@ export class SnapshotOps {
    */
   async resume(id: string, spec: MachineSpec, timeoutMs: number): Promise<SnapVm> {
     const timer = new PhaseTimer();
+    await this.#settleOwning(id);
+    timer.lap("owning");
     const { vm, timings } = await resumeFromDisk(this.#d, id, spec, { timeoutMs });
     timer.lap("resume");
     await this.#recordSnap(vm);
     timer.lap("snapinfo");
-    this.#phases("resume", id, { ...timings.phases, snapinfo: timer.phases.snapinfo! }, timer.totalMs());
+    this.#phases("resume", id, { owning: timer.phases.owning!, ...timings.phases, snapinfo: timer.phases.snapinfo! }, timer.totalMs());
     return vm;
   }
 
-  /** Makes paused `childId` from paused `sourceId` (links and overlays only). */
-  async fork(sourceId: string, childId: string): Promise<void> {
-    const { phases, forkMs } = await forkPaused(this.#d, sourceId, childId);
-    this.#phases("fork", childId, phases, forkMs);
+  /**
+   * Makes paused `childId` from paused `sourceId` (links and overlays only).
+   * A source still holding a stream (its owning was dropped or failed) is
+   * queued for owning again, and so is the child when it stays paused.
+   */
+  async fork(sourceId: string, childId: string, childStaysPaused: boolean): Promise<void> {
+    const timer = new PhaseTimer();
+    await this.#settleOwning(sourceId);
+    timer.lap("owning");
+    const { phases, forkMs, parent } = await forkPaused(this.#d, sourceId, childId);
+    this.#phases("fork", childId, { owning: timer.phases.owning!, ...phases }, timer.phases.owning! + forkMs);
+    if (parent.mem === "stream") {
+      this.ownLater(sourceId);
+      if (childStaysPaused) this.ownLater(childId);
+    }
   }
 
   /** One debug line per operation: what each of its steps took (bench/snapshot-phases.ts reads them). */

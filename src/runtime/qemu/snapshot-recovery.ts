@@ -5,6 +5,7 @@
 import { readdir, rm, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { HostNetwork } from "../network/host-network.js";
+import { finishOwning } from "../snapshot/own-ram.js";
 import { readBundle } from "../snapshot/paused-bundle.js";
 import { snapPaths } from "../snapshot/snapshot-paths.js";
 import { readVmMeta } from "./vm-meta.js";
@@ -13,8 +14,9 @@ import { isVmmOf, killAndWait, readPidfile } from "./vm-process.js";
 
 /**
  * True when VM `id` has a complete paused bundle. A QEMU still alive next
- * to it (pause killed after the bundle was written, or a resume killed
- * before the guest ran) is killed and its tap removed: the VM is paused.
+ * to it (pause killed after the bundle was written, a resume killed before
+ * the guest ran, or a background owning of its RAM) is killed and its tap
+ * removed, and an owning is finished or undone: the VM is paused.
  */
 export async function settlePaused(dataDir: string, id: string, network: HostNetwork): Promise<boolean> {
   const p = snapPaths(dataDir, id);
@@ -25,6 +27,7 @@ export async function settlePaused(dataDir: string, id: string, network: HostNet
   const tap = (await readVmMeta(p.meta))?.tap;
   if (tap) await network.deleteTap(tap).catch(() => {});
   await rm(`${p.state}.tmp`, { force: true });
+  await finishOwning(dataDir, id, bundle);
   await unlinkStrayLayers(p.dir, path.join(p.dir, bundle.disk.file));
   return true;
 }

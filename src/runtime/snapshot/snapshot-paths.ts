@@ -7,6 +7,7 @@
  * <dataDir>/templates/<key>/    mem (guest RAM, frozen) · state (device state) · disk (raw, frozen) · meta.json
  * <dataDir>/sandboxes/<id>/     disk.qcow2 (active overlay) · layer-N.qcow2 (frozen, hard-linked on fork)
  *                               state · mem | mem.base (paused only) · bundle.json · sockets, logs
+ *                               mem.owning · state.owned (while own-ram.ts turns a stream into mem + state)
  * ```
  */
 import path from "node:path";
@@ -22,6 +23,10 @@ export interface SnapPaths extends VmPaths {
   mem: string;
   /** RAM frozen by a fork, hard-linked into every bundle that uses it (mapped share=off). */
   memBase: string;
+  /** `mem` being filled from a "stream" bundle's `state` (own-ram.ts). */
+  memOwning: string;
+  /** Device state saved next to `memOwning`; replaces `state` once bundle.json says "owned". */
+  stateOwned: string;
   /** bundle.json: what resume needs (see PausedBundle). Written last, atomically: its presence marks a complete pause. */
   bundle: string;
 }
@@ -35,6 +40,8 @@ export function snapPaths(dataDir: string, id: string): SnapPaths {
     state: path.join(p.dir, "state"),
     mem: path.join(p.dir, "mem"),
     memBase: path.join(p.dir, "mem.base"),
+    memOwning: path.join(p.dir, "mem.owning"),
+    stateOwned: path.join(p.dir, "state.owned"),
     bundle: path.join(p.dir, "bundle.json"),
   };
 }
