@@ -17,7 +17,7 @@ import { promisify } from "node:util";
 import type { Sandbox } from "@nodeops-createos/sandbox";
 import { netnsNames } from "../../src/runtime/network/netns-names.js";
 import { JAIL_TAP_FD } from "../../src/runtime/qemu/vmm-jail-argv.js";
-import { startServer, waitFor, type TestServer } from "./support/server.js";
+import { ramOwned, startServer, waitFor, type TestServer } from "./support/server.js";
 
 const run = promisify(execFile);
 const GID = 2_000_000;
@@ -147,6 +147,8 @@ describe("jailed VMM (minimal:1)", () => {
     const memA = await cgroupDir(await pidOf(a.id), "memory");
     await a.pause();
     await a.waitUntilPaused({ timeoutMs: 60_000 });
+    // The first pause streamed its RAM; a jailed QEMU moves it into `mem` (own-ram.ts) and ends.
+    await ramOwned(server, a.id);
     assert.ok(!existsSync(memA), "the cgroup went with the QEMU");
     assert.ok(!(await jailFiles()).some((f) => f.startsWith(a.id)), "no jail record while paused");
     const child = await a.fork();

@@ -216,6 +216,17 @@ export async function waitFor<T>(fn: () => Promise<T | undefined>, timeoutMs: nu
 }
 
 /**
+ * Resolves once paused sandbox `id`'s RAM is its own file (bundle.json
+ * "owned") and no QEMU works in its directory: after a first pause the
+ * server moves the streamed RAM there in the background (own-ram.ts).
+ */
+export async function ramOwned(server: Pick<TestServer, "dataDir">, id: string, timeoutMs = 60_000): Promise<void> {
+  const dir = join(server.dataDir, "sandboxes", id);
+  const mem = async () => JSON.parse(await readFile(join(dir, "bundle.json"), "utf8")).mem as string;
+  await waitFor(async () => ((await mem()) === "owned" && (await pidsMentioning(dir)).length === 0 ? true : undefined), timeoutMs, `${id}: RAM owned`);
+}
+
+/**
  * Resolves once the template of `shape` (its directory key without the
  * inputs fingerprint, e.g. "minimal-1_1c256m10240d") is built in `dataDir`.
  */
