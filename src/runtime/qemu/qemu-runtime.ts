@@ -135,6 +135,8 @@ interface Vm {
   stalled?: string;
   /** console.log's size at the last poll: how fast the guest writes it (rotateConsole). */
   consoleSize?: number;
+  /** SnapVm.rehearsal. */
+  rehearsal?: Promise<void>;
 }
 
 /**
@@ -262,8 +264,9 @@ export class QemuRuntime implements Runtime {
     const vm = this.running(id);
     if (this.creating.has(id) || this.destroying.has(id)) throw new RuntimeError("not_running", `sandbox ${id} is busy`);
     vm.stopping = true; // its QEMU quits on purpose: no onExit
+    let streamed: boolean;
     try {
-      await this.snaps.pause(this.toSnapVm(vm));
+      streamed = await this.snaps.pause(this.toSnapVm(vm));
     } catch (err) {
       vm.stopping = false;
       if (!(await isAlive(vm.pid))) await this.gone(vm, "VMM died during pause");
@@ -274,6 +277,8 @@ export class QemuRuntime implements Runtime {
     // A paused sandbox holds no cgroup or uid (resume takes new ones).
     await this.opts.jail?.release(id).catch((err: unknown) => this.opts.log.warn({ id, err }, "VMM jail release failed"));
     this.opts.log.info({ id }, "VM paused");
+    // Its RAM, if streamed, into a file of its own (after the release above: the owning's QEMU is jailed too).
+    if (streamed) this.snaps.ownLater(id);
   }
 
   async resume(id: string, spec: MachineSpec): Promise<MachineInfo> {
@@ -366,7 +371,6 @@ export class QemuRuntime implements Runtime {
       // A complete pause is kept (any QEMU still next to it is killed).
       if (want.has(id) && (await settlePaused(this.opts.dataDir, id, this.opts.network))) {
         alive.push({ id, pid: 0, paused: true });
-        this.snaps.ownLater(id); // a stream bundle whose owning the previous server did not finish
         continue;
       }
       const vm = want.has(id) ? await this.attach(id) : undefined;
@@ -389,6 +393,9 @@ export class QemuRuntime implements Runtime {
     await this.opts.jail?.reconcile(new Set([...this.vms.keys(), ...this.creating.keys(), ...this.frozen.keys()]));
     // Pool VMs of a previous server were removed above (not in `ids`): build templates, refill.
     if (!this.closed) this.snaps.start();
+    // Stream bundles whose owning the previous server did not finish (after
+    // the sweeps above: they would take its tap and cgroup for leftovers).
+    for (const m of alive) if (m.paused) this.snaps.ownLater(m.id);
     return alive;
   }
 
@@ -466,6 +473,7 @@ export class QemuRuntime implements Runtime {
       id: s.id, pid: s.pid, paths: s.paths, tap: s.tap, memMib: s.memMib, agent: s.agent, qmp: s.qmp, child: s.child, stopping: false, snap,
       // What its guest got: a pause keeps it in the bundle, and a resume with the same envs and keys does not send them again.
       ...(s.identityDigest ? { identityDigest: s.identityDigest } : {}),
+      ...(s.rehearsal ? { rehearsal: s.rehearsal } : {}),
     };
     this.vms.set(vm.id, vm);
     this.watchAgent(vm);
@@ -498,6 +506,7 @@ export class QemuRuntime implements Runtime {
       child: vm.child as VmmChild,
       ...(vm.snap.template ? { template: vm.snap.template } : {}),
       ...(vm.identityDigest ? { identityDigest: vm.identityDigest } : {}),
+      ...(vm.rehearsal ? { rehearsal: vm.rehearsal } : {}),
     };
   }
 

@@ -5,12 +5,13 @@
  * bookkeeping (which VMs run, capacity); this class does the file and QEMU work.
  */
 import { rm } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import path from "node:path";
 import type { MachineShape, MachineSpec, WarmAddresses, WarmClaim } from "../runtime.js";
 import { forkPaused } from "../snapshot/fork.js";
 import { ownStreamRam } from "../snapshot/own-ram.js";
 import { readBundle } from "../snapshot/paused-bundle.js";
-import { identifyVm } from "../snapshot/guest-identity.js";
+import { identifyVm, rehearseExec } from "../snapshot/guest-identity.js";
 import { pauseToDisk, resumeFromDisk } from "../snapshot/pause.js";
 import { snapPaths } from "../snapshot/snapshot-paths.js";
 import { stopVm, type SnapshotDeps, type SnapVm } from "../snapshot/snapshot-vm.js";
@@ -19,6 +20,9 @@ import { TemplateManager } from "./template-manager.js";
 import { sameNetwork, WarmPool, type WarmTarget } from "./warm-pool.js";
 import { writeSnapInfo } from "./vm-snap-info.js";
 import { PhaseTimer } from "../snapshot/phase-timer.js";
+
+/** How long a pause waits for a resume's rehearsal exec still running (it takes ~150–300 ms). */
+const REHEARSAL_WAIT_MS = 1000;
 
 export interface SnapshotOpsOptions {
   deps: SnapshotDeps;
@@ -140,6 +144,7 @@ export class SnapshotOps {
       await this.#recordSnap(vm);
       timer.lap("snapinfo");
       this.#phases("restore", spec.id, { ...timings.phases, snapinfo: timer.phases.snapinfo! }, timer.totalMs());
+      vm.rehearsal = rehearseExec(vm);
       return { vm, how: "template" };
     } catch (err) {
       this.#d.log?.warn({ id: spec.id, err }, "template restore failed; cold booting");
@@ -147,13 +152,18 @@ export class SnapshotOps {
     }
   }
 
-  /** Pauses `vm` to its directory (QEMU and tap gone). The VM runs on if it throws. */
-  async pause(vm: SnapVm): Promise<void> {
+  /**
+   * Pauses `vm` to its directory (QEMU and tap gone). The VM runs on if it
+   * throws. True when its RAM was streamed: see ownLater.
+   */
+  async pause(vm: SnapVm): Promise<boolean> {
     const timer = new PhaseTimer();
+    if (vm.rehearsal) await Promise.race([vm.rehearsal, sleep(REHEARSAL_WAIT_MS, undefined, { ref: false })]);
+    timer.lap("rehearsal");
     const { phases, bundle } = await pauseToDisk(this.#d, vm);
     await rm(path.join(vm.paths.dir, "snap.json"), { force: true });
-    this.#phases("pause", vm.id, phases, timer.totalMs());
-    if (bundle.mem === "stream") this.ownLater(vm.id);
+    this.#phases("pause", vm.id, { rehearsal: timer.phases.rehearsal!, ...phases }, timer.totalMs());
+    return bundle.mem === "stream";
   }
 
   /**
@@ -222,6 +232,8 @@ export class SnapshotOps {
     await this.#recordSnap(vm);
     timer.lap("snapinfo");
     this.#phases("resume", id, { owning: timer.phases.owning!, ...timings.phases, snapinfo: timer.phases.snapinfo! }, timer.totalMs());
+    // In the background: the first exec after a resume is otherwise ~250 ms (guest-identity.ts).
+    vm.rehearsal = rehearseExec(vm);
     return vm;
   }
 

@@ -25,7 +25,7 @@ import { ulid } from "ulid";
 import type { MachineNetwork, MachineShape, MachineSpec, WarmAddress, WarmAddresses, WarmClaim } from "../runtime.js";
 import { snapPaths } from "../snapshot/snapshot-paths.js";
 import { stopVm, type SnapshotDeps, type SnapVm } from "../snapshot/snapshot-vm.js";
-import { identifyVm } from "../snapshot/guest-identity.js";
+import { identifyVm, rehearseExec } from "../snapshot/guest-identity.js";
 import { restoreFromTemplate } from "../snapshot/template.js";
 import { TemplateManager } from "./template-manager.js";
 
@@ -169,7 +169,7 @@ export class WarmPool {
           this.#nets.set(vm.id, { net: rehearsal.net, ...(address ? { address } : {}) });
           // Run an exec once, for the same reason (~150 ms for exec's
           // fork/execve), which the user's first exec would otherwise pay.
-          await vm.agent!.exec({ cmd: "true", args: [] }, { onStdout: () => {}, onStderr: () => {} }).catch(() => {});
+          await rehearseExec(vm);
           if (this.#closed) {
             await this.#discard(vm);
             return;

@@ -108,3 +108,14 @@ export async function identifyVm(
   vm.identityDigest = await applyIdentity(vm.agent!, id, { ...opts, keepKeys });
   if (known) vm.keysDigest = keys;
 }
+
+/**
+ * Runs `true` in the guest once. Under TCG a new QEMU process translates
+ * every code path afresh, and exec's fork/execve path is ~150–300 ms the
+ * first time; run here, the user's first exec does not pay it. A warm pool
+ * VM awaits it before it is ready; a resumed or restored VM runs it in the
+ * background. Never fails.
+ */
+export async function rehearseExec(vm: Pick<SnapVm, "agent">): Promise<void> {
+  await vm.agent?.exec({ cmd: "true", args: [] }, { onStdout: () => {}, onStderr: () => {} }).catch(() => {});
+}

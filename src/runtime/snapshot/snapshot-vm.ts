@@ -73,6 +73,12 @@ export interface SnapVm {
   released?: Promise<void>;
   /** `migrate-incoming` URI of the state it was started with (`LaunchInput.incomingFrom`). */
   incomingUri?: string;
+  /**
+   * The background `rehearseExec` after a resume or restore. A pause waits
+   * for it: cut off, the guest would finish it in the next resume's new
+   * QEMU, translating it again while that resume waits for HELLO.
+   */
+  rehearsal?: Promise<void>;
 }
 
 export interface LaunchInput {
