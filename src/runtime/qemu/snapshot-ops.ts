@@ -185,7 +185,7 @@ export class SnapshotOps {
         await Promise.race([prev, aborted]);
         if (abort.signal.aborted) return;
         const b = await readBundle(snapPaths(this.#d.dataDir, id).bundle).catch(() => undefined);
-        if (b?.mem !== "stream" || !this.opts.hasRoom(b.memMib)) return;
+        if (abort.signal.aborted || b?.mem !== "stream" || !this.opts.hasRoom(b.memMib)) return;
         owning.started = true;
         const r = await ownStreamRam(this.#d, id, abort.signal);
         if (r) this.#d.log?.debug({ op: "own", id, phases: r.phases, totalMs: r.ms, streamBytes: r.streamBytes, stateBytes: r.stateBytes }, "snapshot phases");
