@@ -15,6 +15,8 @@
  * One round: wait for the pool; create (hand-over) and at once create
  * again (template restore: the pool refills only a second later); exec
  * `true` ×5 on the first; wait for the pool again (no refill competes);
+ * pause the first and resume it at once (measured: a first resume right
+ * after the pause, while its RAM may still be being owned);
  * pause the second twice with a resume between (first pause streams its
  * RAM; the server then owns it in the background, unless
  * HUTCH_OWN_STREAMS=off: the bench waits for that, then the first resume
@@ -149,6 +151,18 @@ async function round(v: Variant): Promise<void> {
   addCreatePhases(v, "restore", b.id, from);
   await execs(v, "hand-over", a);
   await poolFull(v);
+  // The hand-over's sandbox: a first pause and a resume right after it
+  // (while the server may still be owning the streamed RAM).
+  const [tPauseA] = await timed(async () => {
+    await api(s, "POST", `/v1/sandboxes/${a.id}/pause`);
+    await until(v, a.id, "paused");
+  });
+  add(v, "pause: first (RAM streamed) (client)", tPauseA);
+  const [tResumeA] = await timed(async () => {
+    await api(s, "POST", `/v1/sandboxes/${a.id}/resume`);
+    await until(v, a.id, "running");
+  });
+  add(v, "resume: first, right after the pause (client)", tResumeA);
 
   const pause = async () => {
     const [t] = await timed(async () => {

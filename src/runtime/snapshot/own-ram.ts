@@ -45,9 +45,16 @@ export interface OwnRamResult {
  * Makes paused VM `id`'s "stream" bundle "owned". Undefined when there is
  * nothing to do (not paused, or not a stream). Aborting `signal` kills the
  * QEMU and leaves the stream bundle as it was; the caller holds off resume,
- * fork and destroy of `id` until this settles.
+ * fork and destroy of `id` until this settles. `onLoaded`: the stream is in
+ * `mem.owning`; what is left (device state, quit, renames) takes ~100 ms.
  */
-export async function ownStreamRam(d: SnapshotDeps, id: string, signal: AbortSignal, timeoutMs = 60_000): Promise<OwnRamResult | undefined> {
+export async function ownStreamRam(
+  d: SnapshotDeps,
+  id: string,
+  signal: AbortSignal,
+  opts: { timeoutMs?: number; onLoaded?: () => void } = {},
+): Promise<OwnRamResult | undefined> {
+  const timeoutMs = opts.timeoutMs ?? 60_000;
   const p = snapPaths(d.dataDir, id);
   const b = await readBundle(p.bundle);
   if (!b || b.mem !== "stream") return undefined;
@@ -77,6 +84,7 @@ export async function ownStreamRam(d: SnapshotDeps, id: string, signal: AbortSig
     await loadState(vm.qmp, p.state, false, timeoutMs, vm.incomingUri);
     timer.lap("load");
     signal.throwIfAborted();
+    opts.onLoaded?.();
     await saveState(vm.qmp, p.stateOwned, true, timeoutMs);
     timer.lap("save");
     signal.throwIfAborted();
