@@ -209,6 +209,7 @@ export class QemuRuntime implements Runtime {
       },
       templates: opts.templates ?? true,
       ownStreams: opts.ownStreams ?? true,
+      starting: () => this.creating.size > 0,
       warm: opts.warm ?? [],
       bootTimeoutMs: this.bootTimeoutMs,
       hasRoom: (memMib) => this.usedMib() + this.snaps.poolMib() + memMib <= this.budgetMib && (opts.disk?.hasRoom(WARM_VM_DISK_MIB) ?? true),
@@ -291,17 +292,28 @@ export class QemuRuntime implements Runtime {
     if (!isSandboxId(sourceId) || !isSandboxId(child.id)) throw new RuntimeError("internal", "invalid sandbox id");
     if (this.vms.has(sourceId) || this.creating.has(sourceId)) throw new RuntimeError("internal", `VM ${sourceId} is not paused`);
     if (this.vms.has(child.id) || this.creating.has(child.id)) throw new RuntimeError("internal", `VM ${child.id} already exists`);
+    let streams: boolean;
     try {
-      await this.snaps.fork(sourceId, child.id, opts.startPaused ?? false);
+      streams = await this.snaps.fork(sourceId, child.id);
     } catch (err) {
       throw new RuntimeError("internal", `fork of ${sourceId} failed: ${(err as Error).message}`, { cause: err });
     }
-    if (opts.startPaused) return undefined;
+    // Streams are owned again once the child runs (SnapshotOps' owning also
+    // waits while any VM starts: the core resumes a child after a paused fork).
+    const ownStreams = (...ids: string[]) => {
+      if (streams) for (const id of ids) this.snaps.ownLater(id);
+    };
+    if (opts.startPaused) {
+      ownStreams(sourceId, child.id);
+      return undefined;
+    }
     try {
       return await this.startPaused(child.id, child, "resume");
     } catch (err) {
       await this.removeLeftovers(child.id).catch(() => {});
       throw err;
+    } finally {
+      ownStreams(sourceId);
     }
   }
 

@@ -21,6 +21,9 @@ import { sameNetwork, WarmPool, type WarmTarget } from "./warm-pool.js";
 import { writeSnapInfo } from "./vm-snap-info.js";
 import { PhaseTimer } from "../snapshot/phase-timer.js";
 
+/** How often a queued owning looks whether user VMs are still starting. */
+const STARTING_POLL_MS = 50;
+
 /** How long a pause waits for a resume's rehearsal exec still running (it takes ~150–300 ms). */
 const REHEARSAL_WAIT_MS = 1000;
 
@@ -35,6 +38,11 @@ export interface SnapshotOpsOptions {
   hasRoom(memMib: number): boolean;
   /** Throws (RuntimeError `disk_full`) unless the data dir has `needMib` free for `what` (template builds ask). */
   admitDisk?(needMib: number, what: string): void;
+  /**
+   * True while a VM is being started for a user (create, resume, a fork's
+   * child): an owning waits for it to end rather than take its CPU.
+   */
+  starting?(): boolean;
   /**
    * After a pause that had to stream all RAM, give the paused VM its own
    * `mem` in the background (own-ram.ts), so its first resume is as fast as
@@ -183,6 +191,9 @@ export class SnapshotOps {
     owning.done = (async () => {
       try {
         await Promise.race([prev, aborted]);
+        // Background work: it waits while a user's VM starts (a fork's child
+        // resumes from the same stream right after the fork queued this).
+        while (this.opts.starting?.() && !abort.signal.aborted) await Promise.race([sleep(STARTING_POLL_MS), aborted]);
         if (abort.signal.aborted) return;
         const b = await readBundle(snapPaths(this.#d.dataDir, id).bundle).catch(() => undefined);
         if (abort.signal.aborted || b?.mem !== "stream" || !this.opts.hasRoom(b.memMib)) return;
@@ -240,19 +251,16 @@ export class SnapshotOps {
 
   /**
    * Makes paused `childId` from paused `sourceId` (links and overlays only).
-   * A source still holding a stream (its owning was dropped or failed) is
-   * queued for owning again, and so is the child when it stays paused.
+   * True when both hold a stream (the source's owning was stopped, or
+   * failed): see ownLater.
    */
-  async fork(sourceId: string, childId: string, childStaysPaused: boolean): Promise<void> {
+  async fork(sourceId: string, childId: string): Promise<boolean> {
     const timer = new PhaseTimer();
     await this.#settleOwning(sourceId);
     timer.lap("owning");
     const { phases, forkMs, parent } = await forkPaused(this.#d, sourceId, childId);
     this.#phases("fork", childId, { owning: timer.phases.owning!, ...phases }, timer.phases.owning! + forkMs);
-    if (parent.mem === "stream") {
-      this.ownLater(sourceId);
-      if (childStaysPaused) this.ownLater(childId);
-    }
+    return parent.mem === "stream";
   }
 
   /** One debug line per operation: what each of its steps took (bench/snapshot-phases.ts reads them). */
