@@ -23,6 +23,8 @@ import { PhaseTimer } from "../snapshot/phase-timer.js";
 
 /** How often a queued owning looks whether user VMs are still starting. */
 const STARTING_POLL_MS = 50;
+/** How long a queued owning waits before it looks the first time. */
+const OWNING_GRACE_MS = 300;
 
 /** How long a pause waits for a resume's rehearsal exec still running (it takes ~150–300 ms). */
 const REHEARSAL_WAIT_MS = 1000;
@@ -191,8 +193,10 @@ export class SnapshotOps {
     owning.done = (async () => {
       try {
         await Promise.race([prev, aborted]);
-        // Background work: it waits while a user's VM starts (a fork's child
-        // resumes from the same stream right after the fork queued this).
+        // Background work: it waits while a user's VM starts. The grace lets
+        // one that follows at once begin first (the core resumes a fork's
+        // child right after the paused fork that queued this).
+        await Promise.race([sleep(OWNING_GRACE_MS), aborted]);
         while (this.opts.starting?.() && !abort.signal.aborted) await Promise.race([sleep(STARTING_POLL_MS), aborted]);
         if (abort.signal.aborted) return;
         const b = await readBundle(snapPaths(this.#d.dataDir, id).bundle).catch(() => undefined);
