@@ -151,33 +151,25 @@ async function round(v: Variant): Promise<void> {
   addCreatePhases(v, "restore", b.id, from);
   await execs(v, "hand-over", a);
   await poolFull(v);
+  /** POST pause / resume of `id`, until GET shows the status (ms). */
+  const pause = async (id = b.id) => {
+    const [t] = await timed(async () => {
+      await api(s, "POST", `/v1/sandboxes/${id}/pause`);
+      await until(v, id, "paused");
+    });
+    return t;
+  };
+  const resume = async (id = b.id) => {
+    const [t] = await timed(async () => {
+      await api(s, "POST", `/v1/sandboxes/${id}/resume`);
+      await until(v, id, "running");
+    });
+    return t;
+  };
   // The hand-over's sandbox: a first pause and a resume right after it
   // (while the server may still be owning the streamed RAM).
-  const [tPauseA] = await timed(async () => {
-    await api(s, "POST", `/v1/sandboxes/${a.id}/pause`);
-    await until(v, a.id, "paused");
-  });
-  add(v, "pause: first (RAM streamed) (client)", tPauseA);
-  const [tResumeA] = await timed(async () => {
-    await api(s, "POST", `/v1/sandboxes/${a.id}/resume`);
-    await until(v, a.id, "running");
-  });
-  add(v, "resume: first, right after the pause (client)", tResumeA);
-
-  const pause = async () => {
-    const [t] = await timed(async () => {
-      await api(s, "POST", `/v1/sandboxes/${b.id}/pause`);
-      await until(v, b.id, "paused");
-    });
-    return t;
-  };
-  const resume = async () => {
-    const [t] = await timed(async () => {
-      await api(s, "POST", `/v1/sandboxes/${b.id}/resume`);
-      await until(v, b.id, "running");
-    });
-    return t;
-  };
+  add(v, "pause: first (RAM streamed) (client)", await pause(a.id));
+  add(v, "resume: first, right after the pause (client)", await resume(a.id));
   add(v, "pause: first (RAM streamed) (client)", await pause());
   if (v.env.HUTCH_OWN_STREAMS !== "off") {
     // The server moves the streamed RAM into the sandbox's own file (own-ram.ts).

@@ -21,10 +21,11 @@
  * Before 3 the stream bundle holds and the new files are leftovers; after 3
  * a `state.owned` still there is the state the bundle means.
  */
-import { open, rename, rm, stat } from "node:fs/promises";
+import { rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { killAndWait } from "../qemu/vm-process.js";
 import { loadState, saveState } from "./migration.js";
+import { freshRamFile } from "./pause.js";
 import { readBundle, writeBundle, type PausedBundle } from "./paused-bundle.js";
 import { PhaseTimer } from "./phase-timer.js";
 import { snapPaths } from "./snapshot-paths.js";
@@ -69,8 +70,7 @@ export async function ownStreamRam(
   };
   signal.addEventListener("abort", onAbort, { once: true });
   try {
-    const fh = await open(p.memOwning, "wx", 0o600);
-    await fh.truncate(b.memMib * 1048576).finally(() => fh.close());
+    await freshRamFile(p.memOwning, b.memMib);
     signal.throwIfAborted();
     // hutch-jailer makes the tap at launch (it goes with QEMU); without it, made here.
     if (!d.jail?.makesTaps) tap = await d.network.createTap(id);
@@ -99,13 +99,12 @@ export async function ownStreamRam(
       await vm.released;
     }
     await clean();
-    if (tap) await d.network.deleteTap(tap).catch(() => {});
     if (signal.aborted) throw signal.reason;
     throw await withTail(p, `owning the RAM of ${id}: ${(err as Error).message}`, err);
   } finally {
     signal.removeEventListener("abort", onAbort);
+    if (tap) await d.network.deleteTap(tap).catch(() => {});
   }
-  if (tap) await d.network.deleteTap(tap).catch(() => {});
   // No abort from here: these are renames, and resume waits for them.
   await rename(p.memOwning, p.mem);
   const owned: PausedBundle = { ...b, mem: "owned", stateBytes: (await stat(p.stateOwned)).size };

@@ -96,6 +96,13 @@ export async function pauseToDisk(d: SnapshotDeps, vm: SnapVm): Promise<PauseRes
   return { bundle, pauseMs: Date.now() - t0, phases: timer.phases };
 }
 
+/** A fresh sparse RAM file of `memMib` at `file` (any old one removed): a stream loaded into it fills in the non-zero pages. */
+export async function freshRamFile(file: string, memMib: number): Promise<void> {
+  await rm(file, { force: true });
+  const fh = await open(file, "wx", 0o600);
+  await fh.truncate(memMib * 1048576).finally(() => fh.close());
+}
+
 export interface ResumeTimings {
   qmpMs: number;
   loadedMs: number;
@@ -143,10 +150,7 @@ export async function resumeFromDisk(
   else if (b.mem === "base") ram = { file: p.memBase, share: false, block };
   else if (opts.streamInto === "ram") ram = { anon: block === "legacy" ? "legacy" : "object" };
   else {
-    // A fresh sparse file: the stream fills in the non-zero pages.
-    await rm(p.mem, { force: true });
-    const fh = await open(p.mem, "wx", 0o600);
-    await fh.truncate(b.memMib * 1048576).finally(() => fh.close());
+    await freshRamFile(p.mem, b.memMib);
     ram = { file: p.mem, share: true, block };
   }
   let vm: SnapVm | undefined;
