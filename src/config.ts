@@ -75,6 +75,12 @@ export interface Config {
    * resume loads the stream.
    */
   ownStreams: boolean;
+  /**
+   * HUTCH_SPARES (default 1): spare QEMUs kept started ahead per warm shape
+   * (src/runtime/qemu/spare-pool.ts), so a fork's child skips QEMU's start.
+   * "0": none. Needs the jail's hutch-jailer.
+   */
+  spares: number;
   /** HUTCH_AUTO_PAUSE_CHECK_MS (default 5000): how often idle sandboxes are looked for. */
   autoPauseCheckMs: number;
   /**
@@ -259,6 +265,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     jail: onOff("HUTCH_JAIL", env.HUTCH_JAIL, process.getuid?.() === 0),
     spawnHelper: onOff("HUTCH_SPAWN_HELPER", env.HUTCH_SPAWN_HELPER, true),
     ownStreams: onOff("HUTCH_OWN_STREAMS", env.HUTCH_OWN_STREAMS, true),
+    spares: env.HUTCH_SPARES === "0" ? 0 : (positiveInt("HUTCH_SPARES", env.HUTCH_SPARES) ?? 1),
     autoPauseCheckMs: positiveInt("HUTCH_AUTO_PAUSE_CHECK_MS", env.HUTCH_AUTO_PAUSE_CHECK_MS) ?? 5000,
     userLimits: userLimits(env),
     hostId: env.HUTCH_HOST_ID || `host-${hostname().toLowerCase().replace(/[^a-z0-9-]/g, "-")}`,

@@ -294,8 +294,8 @@ export class SandboxService {
    * Admits and inserts the row of a fork's child (a new name and IP, no
    * memory admitted: it starts paused), built by `build` from its placement.
    */
-  insertChild(userId: string, valid: ValidCreate, build: (base: SandboxRecord) => SandboxRecord): Promise<SandboxRecord> {
-    return this.#insert(userId, valid, { admitMib: 0, build });
+  insertChild(userId: string, valid: ValidCreate, build: (base: SandboxRecord) => SandboxRecord, id?: string): Promise<SandboxRecord> {
+    return this.#insert(userId, valid, { admitMib: 0, build, ...(id !== undefined ? { id } : {}) });
   }
 
   /** Per-status counts for whoami. */

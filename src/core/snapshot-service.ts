@@ -116,6 +116,10 @@ export class SnapshotService {
     this.#sandboxes.admitDisk(diskNeedMib.fork(src.memMib, input.start_paused === true), "a fork");
     const quota = input.bandwidth_quota_bytes ?? src.bandwidthQuotaBytes;
     const forking = await this.#sandboxes.transition(src, "forking");
+    // A child that runs at once starts in a VMM made ahead of need, if the runtime has one (its id is the child's).
+    const spare = input.start_paused
+      ? undefined
+      : this.#runtime.claimSpare?.({ rootfs: src.rootfs, vcpu: src.vcpu, memMib: src.memMib, diskMib: src.diskMib });
     let child: SandboxRecord;
     try {
       child = await this.#sandboxes.insertChild(userId, valid, (base) => ({
@@ -124,8 +128,9 @@ export class SnapshotService {
         forkedFrom: src.id,
         bandwidthQuotaBytes: quota,
         autoPauseAfterSeconds: src.autoPauseAfterSeconds,
-      }));
+      }), spare);
     } catch (err) {
+      if (spare) await this.#runtime.destroy(spare).catch((e: unknown) => this.#log.warn({ err: e, spare }, "could not stop a claimed spare VMM"));
       await this.#sandboxes.transition(forking, "paused").catch((e: unknown) => this.#log.error({ err: e, sandbox: id }, "could not settle fork source"));
       throw err;
     }

@@ -308,6 +308,13 @@ export interface Runtime {
   claimWarm(shape: MachineShape): WarmClaim | undefined;
 
   /**
+   * Reserves a VMM started ahead of need for a VM of `shape` (a fork's
+   * child that runs at once): the caller uses the id as the child's and
+   * forks into it, or `destroy`s it. Undefined when there is none.
+   */
+  claimSpare?(shape: MachineShape): string | undefined;
+
+  /**
    * Where warm pool VMs get their addresses from before they are claimed
    * (core's scheduler). Without it they wait with a link-local address and
    * the hand-over gives them the sandbox's. Set before `reconcile`.

@@ -59,6 +59,17 @@ async function openModes(server: TestServer, id: string, file: string): Promise<
   return modes;
 }
 
+/** The argv of sandbox (or spare) `id`'s QEMU. */
+async function qemuArgv(server: TestServer, id: string): Promise<string[]> {
+  const pid = Number((await readFile(join(server.dataDir, "sandboxes", id, "qemu.pid"), "utf8")).trim());
+  return (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0");
+}
+
+/** Ids of spare QEMUs the server reported ready (spare-pool.ts), in order. */
+function spareIds(server: TestServer): string[] {
+  return [...server.output().matchAll(/"id":"(sb_[0-9A-Z]+)"[^\n]*"msg":"spare QEMU ready"/g)].map((m) => m[1]!);
+}
+
 describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
   let server: TestServer;
   let sb: Sandbox;
@@ -175,7 +186,11 @@ describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
     await sb.sh("echo before-fork > /root/shared.txt");
     await sb.pause();
     await sb.waitUntilPaused({ timeoutMs: 60_000 });
+    // The child starts in the spare QEMU the server keeps (HUTCH_SPARES, default 1): its id is the spare's.
+    const spare = await waitFor(async () => spareIds(server).at(-1), 60_000, "a spare QEMU");
     const child = await sb.fork({ envs: { WHO: "child" } });
+    assert.equal(child.id, spare, "the child has the spare's id");
+    assert.ok((await qemuArgv(server, child.id)).includes("--preconfig"), "the child runs in the spare QEMU");
     const cv = (await api(server, "GET", `/v1/sandboxes/${child.id}`)).json.data;
     assert.notEqual(child.id, sb.id);
     assert.equal(cv.forked_from, sb.id);
@@ -209,8 +224,10 @@ describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
     await sb.waitUntilPaused({ timeoutMs: 60_000 });
     const second = await sb.fork({ start_paused: true });
     assert.equal(await status(server, second.id), "paused");
+    assert.ok(!spareIds(server).includes(second.id), "a paused child claims no spare");
     await second.resume();
     await second.waitUntilRunning({ timeoutMs: 60_000 });
+    assert.ok(!(await qemuArgv(server, second.id)).includes("--preconfig"), "its resume started a QEMU of its own");
     assert.equal((await second.sh("cat /root/p.txt")).result.stdout.trim(), "parent");
     await sb.resume();
     await sb.waitUntilRunning({ timeoutMs: 60_000 });
@@ -244,14 +261,21 @@ describe("snapshots: a server SIGKILL mid-pause, mid-fork and mid-owning", () =>
     const rows: Array<{ id: string; status: string }> = (await api(server, "GET", "/v1/sandboxes?limit=100")).json.data.data;
     for (const r of rows) assert.ok(["running", "paused", "failed", "destroyed"].includes(r.status), `${r.id} settled: ${r.status}`);
     const running = rows.filter((r) => r.status === "running");
+    const live = new Set(rows.filter((r) => r.status === "running" || r.status === "paused").map((r) => r.id));
+    // Besides the sandboxes: the restarted server's spare QEMU (HUTCH_SPARES=1), in a directory of its own.
+    const spares = (dirs: string[]) => dirs.filter((d) => !live.has(d) && spareIds(server).includes(d));
     const qemus = await waitFor(async () => {
       const q = await pidsMentioning(join(server.dataDir, "sandboxes"));
-      return q.length === running.length ? q : undefined;
-    }, 30_000, `one QEMU per running sandbox (${running.length}), none else`);
-    assert.equal(qemus.length, running.length);
+      const s = spares(await readdir(join(server.dataDir, "sandboxes")));
+      return s.length <= 1 && q.length === running.length + s.length ? q : undefined;
+    }, 30_000, `one QEMU per running sandbox (${running.length}) and spare, none else`);
     const dirs = await readdir(join(server.dataDir, "sandboxes"));
-    const live = new Set(rows.filter((r) => r.status === "running" || r.status === "paused").map((r) => r.id));
-    assert.deepEqual(dirs.filter((d) => !live.has(d)), [], "no leftover directories");
+    assert.ok(qemus.length >= running.length);
+    for (const d of spares(dirs)) {
+      const argv = () => qemuArgv(server, d).catch((): string[] => []);
+      await waitFor(async () => (await argv()).includes("--preconfig") || undefined, 5000, `${d} is a spare QEMU`);
+    }
+    assert.deepEqual(dirs.filter((d) => !live.has(d) && !spares(dirs).includes(d)), [], "no leftover directories");
     return rows;
   }
 

@@ -118,6 +118,7 @@ export async function serve(flags: ConfigFlags): Promise<void> {
     dialer,
     templates: config.templates,
     ownStreams: config.ownStreams,
+    spares: config.spares,
     disk,
     ...(config.agentLiveness ? { liveness: config.agentLiveness } : {}),
     consoleMaxBytes: config.consoleMaxBytes,

@@ -88,6 +88,8 @@ export interface QemuRuntimeOptions {
   templates?: boolean;
   /** See SnapshotOpsOptions.ownStreams (default true). */
   ownStreams?: boolean;
+  /** See SnapshotOpsOptions.spares (default 0: none). */
+  spares?: number;
   /**
    * Shapes whose template is built at start-up (after `reconcile`), each
    * with its warm pool size (0: template only). Needs `templates`.
@@ -209,6 +211,7 @@ export class QemuRuntime implements Runtime {
       },
       templates: opts.templates ?? true,
       ownStreams: opts.ownStreams ?? true,
+      spares: opts.spares ?? 0,
       starting: () => this.creating.size > 0,
       warm: opts.warm ?? [],
       bootTimeoutMs: this.bootTimeoutMs,
@@ -296,6 +299,8 @@ export class QemuRuntime implements Runtime {
     try {
       streams = await this.snaps.fork(sourceId, child.id);
     } catch (err) {
+      // A spare claimed for the child: stopped, and the child's files in its directory removed.
+      if (await this.snaps.dropSpare(child.id)) await this.removeLeftovers(child.id).catch(() => {});
       throw new RuntimeError("internal", `fork of ${sourceId} failed: ${(err as Error).message}`, { cause: err });
     }
     // Streams are owned again once the child runs (SnapshotOps' owning also
@@ -319,6 +324,10 @@ export class QemuRuntime implements Runtime {
 
   claimWarm(shape: MachineShape): WarmClaim | undefined {
     return this.closed ? undefined : this.snaps.claimWarm(shape);
+  }
+
+  claimSpare(shape: MachineShape): string | undefined {
+    return this.closed ? undefined : this.snaps.claimSpare(shape);
   }
 
   useWarmAddresses(source: WarmAddresses): void {
@@ -572,6 +581,7 @@ export class QemuRuntime implements Runtime {
       await c.done; // boot() cleans up after itself
     }
     await this.snaps.discardWarm(id);
+    await this.snaps.dropSpare(id);
     await this.snaps.stopOwning(id);
     const frozen = this.frozen.get(id);
     if (frozen) {
@@ -621,6 +631,8 @@ export class QemuRuntime implements Runtime {
       qmp = await QmpClient.connect(paths.qmp, { timeoutMs: 5000 });
       // A pause killed mid-stream (no bundle yet) left the guest stopped: it runs on.
       const st = await qmp.execute<{ running: boolean; status?: string }>("query-status");
+      // A QEMU that never ran this guest: a spare (in --preconfig), or one still loading a state.
+      if (st.status === "prelaunch" || st.status === "inmigrate") throw new Error(`its QEMU never ran the guest (${st.status})`);
       if (isIoErrorStatus(st.status)) {
         // Not an interrupted pause: its disk is full. `cont` would only stop
         // it again (or fill the disk further); it waits for a resume.

@@ -17,6 +17,7 @@ import { snapPaths } from "../snapshot/snapshot-paths.js";
 import { stopVm, type SnapshotDeps, type SnapVm } from "../snapshot/snapshot-vm.js";
 import { restoreFromTemplate } from "../snapshot/template.js";
 import { TemplateManager } from "./template-manager.js";
+import { SparePool } from "./spare-pool.js";
 import { sameNetwork, WarmPool, type WarmTarget } from "./warm-pool.js";
 import { writeSnapInfo } from "./vm-snap-info.js";
 import { PhaseTimer } from "../snapshot/phase-timer.js";
@@ -51,6 +52,11 @@ export interface SnapshotOpsOptions {
    * a later one. Default true.
    */
   ownStreams?: boolean;
+  /**
+   * Spare QEMUs kept per warm shape (spare-pool.ts) for forks' children;
+   * 0 (default) none. Only with templates and a jailer that makes taps.
+   */
+  spares?: number;
 }
 
 /** A background ownStreamRam of one paused VM. */
@@ -65,6 +71,7 @@ export class SnapshotOps {
   readonly #d: SnapshotDeps;
   readonly #templates: TemplateManager | undefined;
   readonly #pool: WarmPool | undefined;
+  readonly #spares: SparePool | undefined;
   readonly #owning = new Map<string, Owning>();
   /** Settles when the last queued owning has; one runs at a time. */
   #owningTail: Promise<void> = Promise.resolve();
@@ -76,6 +83,14 @@ export class SnapshotOps {
       this.#templates = new TemplateManager(opts.deps, opts.bootTimeoutMs, opts.admitDisk);
       const targets = opts.warm.filter((t) => t.size > 0);
       if (targets.length > 0) this.#pool = new WarmPool(opts.deps, { targets, templates: this.#templates, hasRoom: opts.hasRoom });
+      const spares = opts.spares ?? 0;
+      if (spares > 0 && opts.deps.jail?.makesTaps && opts.warm.length > 0) {
+        this.#spares = new SparePool(opts.deps, {
+          targets: opts.warm.map((t) => ({ shape: t.shape, size: spares })), templates: this.#templates,
+          ...(opts.starting ? { starting: opts.starting } : {}),
+        });
+        this.#d = { ...opts.deps, spares: this.#spares };
+      }
     }
   }
 
@@ -85,6 +100,7 @@ export class SnapshotOps {
     void this.#templates.prune();
     for (const t of this.opts.warm) void this.#templates.ensure(t.shape);
     this.#pool?.fill();
+    this.#spares?.fill();
   }
 
   async close(): Promise<void> {
@@ -92,6 +108,7 @@ export class SnapshotOps {
     await Promise.all([...this.#owning.keys()].map((id) => this.stopOwning(id)));
     await this.#templates?.close();
     await this.#pool?.close();
+    await this.#spares?.close();
   }
 
   /** Memory held by warm pool VMs, MiB. */
@@ -109,6 +126,16 @@ export class SnapshotOps {
 
   useWarmAddresses(source: WarmAddresses): void {
     this.#pool?.useAddresses(source);
+  }
+
+  /** Reserves a spare QEMU for a VM of `shape` (a fork's child): its id is the child's. */
+  claimSpare(shape: MachineShape): string | undefined {
+    return this.#spares?.claim(shape);
+  }
+
+  /** Stops the spare claimed under `id` if no launch took it (destroy, a failed fork); true if there was one. */
+  async dropSpare(id: string): Promise<boolean> {
+    return (await this.#spares?.drop(id)) ?? false;
   }
 
   /** Ends the claimed warm VM `id` if create never took it (destroy of a claim). */
@@ -262,7 +289,7 @@ export class SnapshotOps {
     const timer = new PhaseTimer();
     await this.#settleOwning(sourceId);
     timer.lap("owning");
-    const { phases, forkMs, parent } = await forkPaused(this.#d, sourceId, childId);
+    const { phases, forkMs, parent } = await forkPaused(this.#d, sourceId, childId, { intoSpare: this.#spares?.has(childId) ?? false });
     this.#phases("fork", childId, { owning: timer.phases.owning!, ...phases }, timer.phases.owning! + forkMs);
     return parent.mem === "stream";
   }

@@ -200,6 +200,18 @@ export class VmmJail {
   }
 
   /**
+   * Hands the files put in VM `id`'s directory after its launch (a spare
+   * QEMU's, spare-vm) to the uid that launch runs as, as `prepare` does.
+   */
+  async adopt(id: string, dir: string): Promise<void> {
+    await this.serial(async () => {
+      const rec = await this.readRecord(id);
+      if (!rec) throw new Error(`VM ${id} has no jail to adopt files into`);
+      await this.ownDir(dir, rec.uid);
+    });
+  }
+
+  /**
    * The uid VM `id`'s next QEMU will run as, reserved now (its tap is made
    * for that uid before the launch). Kept until `release`.
    */

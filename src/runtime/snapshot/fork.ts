@@ -29,6 +29,12 @@ import { writeVmMeta } from "../qemu/vm-meta.js";
 export interface ForkOptions {
   /** Frozen layers allowed in a chain before the parent's is flattened (default 4). */
   maxLayers?: number;
+  /**
+   * The child's directory exists: a spare QEMU made for the child's id
+   * waits in it (spare-pool.ts). The child's files are moved into it, the
+   * bundle last, instead of renaming the whole directory into place.
+   */
+  intoSpare?: boolean;
 }
 
 export interface ForkResult {
@@ -59,11 +65,15 @@ export async function forkPaused(d: SnapshotDeps, parentId: string, childId: str
   if (!parent) throw new Error(`VM ${parentId} is not paused`);
   const tmpDir = path.join(path.dirname(cp.dir), `.${childId}.fork-tmp`);
   await rm(tmpDir, { recursive: true, force: true });
-  try {
-    await stat(cp.dir);
-    throw new Error(`VM ${childId} already exists`);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  if (opts.intoSpare) {
+    if (await readBundle(cp.bundle)) throw new Error(`VM ${childId} already exists`);
+  } else {
+    try {
+      await stat(cp.dir);
+      throw new Error(`VM ${childId} already exists`);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
   }
 
   // 1. Parent: bound the chain, freeze its active disk into a layer, new overlay on it.
@@ -100,7 +110,14 @@ export async function forkPaused(d: SnapshotDeps, parentId: string, childId: str
     await writeVmMeta(path.join(tmpDir, path.basename(cp.meta)), {
       id: childId, tap: "", vcpu: child.vcpu, memMib: child.memMib, rootfs: child.rootfs, createdAt: child.pausedAt,
     });
-    await rename(tmpDir, cp.dir);
+    if (opts.intoSpare) {
+      // The bundle last: until it is there, reconcile sees no paused child
+      // here and removes the directory (files and spare QEMU with it).
+      const last = path.basename(cp.bundle);
+      const names = (await readdir(tmpDir)).sort((a, b) => Number(a === last) - Number(b === last));
+      for (const name of names) await rename(path.join(tmpDir, name), path.join(cp.dir, name));
+      await rm(tmpDir, { recursive: true, force: true });
+    } else await rename(tmpDir, cp.dir);
     timer.lap("child");
     return { child, parent: newParent, forkMs: Date.now() - t0, phases: timer.phases };
   } catch (err) {

@@ -2,6 +2,9 @@
  * Saving and loading VM state through QMP migration to/from a file. QEMU 7.2
  * has no `file:` migration URI, so the stream goes through `exec:cat`.
  */
+import { createReadStream } from "node:fs";
+import net from "node:net";
+import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { readTail } from "../file-tail.js";
 import { LEGACY_MACHINE, MACHINE } from "../qemu/qemu-args.js";
@@ -73,7 +76,18 @@ export async function saveState(qmp: QmpClient, file: string, ignoreShared: bool
 export async function loadState(qmp: QmpClient, file: string, ignoreShared: boolean, timeoutMs = 60_000, uri?: string): Promise<void> {
   await setIgnoreShared(qmp, ignoreShared);
   await qmp.execute("migrate-incoming", { uri: uri ?? `exec:cat ${shQuote(file)}` });
+  // A `unix:` URI (a spare QEMU's, which has no fd of the file): QEMU
+  // listens there once the command returns; the file is written into it.
+  const sending = uri?.startsWith("unix:") ? sendFile(file, uri.slice("unix:".length), timeoutMs) : undefined;
+  sending?.catch(() => {});
   await waitMigration(qmp, timeoutMs, "load", 5);
+  await sending;
+}
+
+/** Writes `file` into the unix socket at `socketPath`. */
+async function sendFile(file: string, socketPath: string, timeoutMs: number): Promise<void> {
+  const sock = net.connect(socketPath);
+  await pipeline(createReadStream(file), sock, { signal: AbortSignal.timeout(timeoutMs) });
 }
 
 /** Bytes at the end of a stream searched for its device list (QEMU's vmdesc: ~12 KB for a microvm). */

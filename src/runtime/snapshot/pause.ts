@@ -169,7 +169,7 @@ export async function resumeFromDisk(
     vm = await launchVm(d, {
       id, paths: p, tap, mac: identity.net.mac, vcpu: b.vcpu, memMib: b.memMib, rootfs: b.rootfs, ram,
       disk: { file: path.join(p.dir, b.disk.file), format: b.disk.format }, incoming: true, paused: true,
-      ...(b.template ? { template: b.template } : {}), timer, incomingFrom: p.state,
+      ...(b.template ? { template: b.template } : {}), timer, incomingFrom: p.state, spare: true,
     });
     if (!tap) await writeMeta(vm.tap);
     const qmpMs = Date.now() - t0;

@@ -45,6 +45,14 @@ export interface SnapshotArgsInput extends QemuArgsInput {
   paused?: boolean;
 }
 
+/**
+ * A spare QEMU's command line (spare-vm.ts): everything of `buildSnapshotArgs`
+ * except the RAM backend and the writable disk, which it gets over QMP when
+ * it is adopted, and `--preconfig`, so it waits for them before it builds
+ * the machine. `-S -incoming defer`: it loads a paused VM's state.
+ */
+export type SpareArgsInput = Omit<SnapshotArgsInput, "ram" | "disk" | "incoming" | "paused">;
+
 /** Id of the RAM backend object; a migration stream names RAM blocks by it, so it never changes. */
 export const RAM_BACKEND_ID = "mem";
 /**
@@ -81,6 +89,20 @@ export function buildSnapshotArgs(i: SnapshotArgsInput): string[] {
   if (i.incoming) args.push("-incoming", "defer");
   return args;
 }
+
+/** argv (without the binary) of a spare QEMU: `disk` is a node `blockdev-add` makes at adoption. */
+export function buildSpareArgs(i: SpareArgsInput): string[] {
+  const args = buildQemuArgs(i);
+  const at = args.findIndex((a, n) => args[n - 1] === "-drive" && a.startsWith("id=disk,"));
+  if (at < 0 || args[at + 2] !== "virtio-blk-device,drive=disk") throw new Error("buildQemuArgs no longer has a drive id=disk: update buildSpareArgs");
+  // The error policy is the device's own with -blockdev (a -drive sets it on its backend).
+  args.splice(at - 1, 4, "-device", `virtio-blk-device,drive=${SPARE_DISK_NODE},${DISK_ERROR_POLICY}`);
+  args.push("--preconfig", "-S", "-incoming", "defer");
+  return args;
+}
+
+/** The node name of a spare's writable disk (its device's `drive`). */
+export const SPARE_DISK_NODE = "disk";
 
 function opt(v: string): string {
   return v.replaceAll(",", ",,");

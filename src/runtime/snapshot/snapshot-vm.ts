@@ -17,7 +17,8 @@ import type { VmPaths } from "../qemu/vm-paths.js";
 import { consoleTail, killAndWait, waitGone } from "../qemu/vm-process.js";
 import type { PhaseTimer } from "./phase-timer.js";
 import { streamMachine } from "./migration.js";
-import { buildSnapshotArgs, type RamBacking } from "./snapshot-args.js";
+import { buildSnapshotArgs, buildSpareArgs, RAM_BACKEND_ID, ramBlockOf, SPARE_DISK_NODE, type RamBacking } from "./snapshot-args.js";
+import { MACHINE } from "../qemu/qemu-args.js";
 import { templatesDir } from "./snapshot-paths.js";
 import { jailSpecFor, type JailLease, type VmmJail } from "../qemu/vmm-jail.js";
 import { launchDetached, type VmmChild, type VmmSpawner } from "../qemu/vmm-spawner.js";
@@ -35,6 +36,8 @@ export interface SnapshotDeps {
   jail?: VmmJail;
   /** Starts QEMU; the server forks it without one. */
   spawner?: VmmSpawner;
+  /** QEMUs started ahead for VM ids (spare-pool.ts): `launchVm` adopts the one of its id. */
+  spares?: SpareSource;
 }
 
 /** A running snapshot-capable VM, attached. */
@@ -109,48 +112,86 @@ export interface LaunchInput {
    * access to the file from inside the jail.
    */
   incomingFrom?: string;
+  /** A spare QEMU made for `id` (SnapshotDeps.spares) may serve this launch (a paused VM's resume). */
+  spare?: boolean;
 }
 
 /**
- * Spawns QEMU for `i` (detached, in the netns) and connects QMP. On failure
- * the process is killed and the error carries the console/QEMU log tail.
+ * Starts QEMU for `i` (detached, in the netns) and connects QMP: a spare
+ * QEMU made ahead for `i.id` (SnapshotDeps.spares) when there is one that
+ * fits, else a new process. On failure the process is killed and the error
+ * carries the console/QEMU log tail.
  */
 export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_000): Promise<SnapVm> {
+  const spare = i.spare ? d.spares?.take(i.id) : undefined;
+  if (spare) {
+    const fit = await spareMisfit(d, spare, i);
+    if (fit === undefined) {
+      try {
+        return await adoptSpare(d, spare, i);
+      } catch (err) {
+        d.log?.warn({ id: i.id, err }, "spare QEMU not adopted: starting a new one");
+      }
+    } else d.log?.info({ id: i.id, why: fit }, "spare QEMU does not fit this launch: starting a new one");
+    await stopVm(spare, 500).catch(() => {});
+    await spare.released;
+  }
   if (i.tap === undefined && !d.jail?.makesTaps) throw new Error(`VM ${i.id} has no tap and no jailer to make one`);
   // A stream loads only into the machine layout it was saved from (an older version's, maybe).
   const machine = i.incomingFrom !== undefined ? await streamMachine(i.incomingFrom) : undefined;
+  const binary = d.binary ?? "qemu-system-x86_64";
+  const shared = sharedDirs(d, i);
+  return spawnVm(d, {
+    ...i, binary, shared,
+    ...(i.ram.file !== undefined && !i.ram.share ? { roRam: i.ram.file } : {}),
+    args: (tap) => buildSnapshotArgs({
+      id: i.id, accel: d.accel, vcpu: i.vcpu, memMib: i.memMib, paths: i.paths, kernel: d.images.kernel(),
+      rootfsPath: d.images.rootfs(i.rootfs).path, tap, mac: i.mac, ram: i.ram, disk: i.disk, incoming: i.incoming,
+      paused: i.paused ?? false, ...(machine !== undefined ? { machine } : {}),
+    }),
+  }, timeoutMs);
+}
+
+interface SpawnInput {
+  id: string;
+  paths: VmPaths;
+  tap?: string | undefined;
+  vcpu: number;
+  memMib: number;
+  rootfs: string;
+  ram: RamBacking;
+  disk: { file: string; format: "raw" | "qcow2" };
+  template?: string;
+  timer?: PhaseTimer;
+  incomingFrom?: string;
+  binary: string;
+  /** Directories bound into the jail read-only (see JailSpec.shared). */
+  shared: string[];
+  /** See JailSpec.roRam. */
+  roRam?: string;
+  /** QEMU's argv (without the binary), given its tap: a name, or the fd the jailer hands it. */
+  args(tap: string | { fd: number }): string[];
+}
+
+/** Jail, spawn, QMP: the part of a launch a spare QEMU does ahead of time. */
+async function spawnVm(d: SnapshotDeps, i: SpawnInput, timeoutMs: number): Promise<SnapVm> {
+  if (i.tap === undefined && !d.jail?.makesTaps) throw new Error(`VM ${i.id} has no tap and no jailer to make one`);
   // Stale sockets of a previous run of this VM would only refuse connections;
   // without them, the new ones appearing is the signal that QEMU listens.
   await Promise.all([rm(i.paths.qmp, { force: true }), rm(i.paths.agent, { force: true })]);
-  const binary = d.binary ?? "qemu-system-x86_64";
   const jail = d.jail ? await d.jail.prepare(jailSpecFor({
     id: i.id, dir: i.paths.dir, vcpu: i.vcpu, memMib: i.memMib, accel: d.accel, kernel: d.images.kernel(),
-    rootfsPath: d.images.rootfs(i.rootfs).path, binary, shared: sharedDirs(d, i),
-    ...(i.ram.file !== undefined && !i.ram.share ? { roRam: i.ram.file } : {}),
+    rootfsPath: d.images.rootfs(i.rootfs).path, binary: i.binary, shared: i.shared,
+    ...(i.roRam !== undefined ? { roRam: i.roRam } : {}),
     ...(i.tap === undefined ? { tap: d.network.tapSpec(i.id) } : {}),
   })) : undefined;
   i.timer?.lap("jail");
   const tapFd = jail?.tapFd;
-  const args = buildSnapshotArgs({
-    id: i.id,
-    accel: d.accel,
-    vcpu: i.vcpu,
-    memMib: i.memMib,
-    paths: i.paths,
-    kernel: d.images.kernel(),
-    rootfsPath: d.images.rootfs(i.rootfs).path,
-    tap: tapFd !== undefined ? { fd: tapFd } : i.tap!,
-    mac: i.mac,
-    ram: i.ram,
-    disk: i.disk,
-    incoming: i.incoming,
-    paused: i.paused ?? false,
-    ...(machine !== undefined ? { machine } : {}),
-  });
+  const args = i.args(tapFd !== undefined ? { fd: tapFd } : i.tap!);
   let child: VmmChild;
   try {
     child = await launchDetached(d.spawner, {
-      argv: [...(jail ? jail.prefix(d.network.execPrefix()) : d.network.execPrefix()), binary, ...args], cwd: i.paths.dir, logFile: i.paths.qemuLog,
+      argv: [...(jail ? jail.prefix(d.network.execPrefix()) : d.network.execPrefix()), i.binary, ...args], cwd: i.paths.dir, logFile: i.paths.qemuLog,
       ...(jail ? { env: jail.env } : {}),
       ...(i.incomingFrom !== undefined ? { inputFile: i.incomingFrom } : {}),
     });
@@ -198,6 +239,103 @@ export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_0
     throw await withTail(i.paths, `QEMU for ${i.id} did not start: ${vm.exited ?? (err as Error).message}`, err);
   }
 }
+
+/**
+ * A QEMU started ahead of need for VM `id` (`launchSpare`): jailed, its tap
+ * made, in `--preconfig`, waiting for its RAM and disk. Its id becomes a
+ * sandbox's (a fork's child), so the directory, tap and argv need no rename.
+ */
+export interface SpareVm extends SnapVm {
+  /** Directories its jail binds (the template of its shape): a launch that needs others does not fit. */
+  shared: string[];
+  /** The share=off RAM file its jail opens read-only (`<dir>/mem.base`, a fork base). */
+  roRam: string;
+}
+
+/** What a spare is made for: a VM of this shape, its files in `paths.dir`. */
+export interface SpareInput {
+  id: string;
+  paths: VmPaths;
+  vcpu: number;
+  memMib: number;
+  rootfs: string;
+  /** Template directories a VM of this shape reads its disk's bottom from. */
+  shared: string[];
+}
+
+/** Where `SnapshotDeps.spares` hands a launch the spare made for its id. */
+export interface SpareSource {
+  /** The spare made for `id`, now the caller's; undefined when there is none. */
+  take(id: string): SpareVm | undefined;
+}
+
+/**
+ * Starts a spare QEMU (its tap from the jailer: spares need `hutch-jailer`).
+ * It costs QEMU's start (~100 ms of CPU under TCG) once, ahead of need, and
+ * ~30 MB resident until it is adopted or stopped.
+ */
+export async function launchSpare(d: SnapshotDeps, s: SpareInput, timeoutMs = 10_000): Promise<SpareVm> {
+  if (!d.jail?.makesTaps) throw new Error("spare QEMUs need hutch-jailer (it makes their taps)");
+  const roRam = path.join(s.paths.dir, "mem.base");
+  const vm = await spawnVm(d, {
+    ...s, binary: d.binary ?? "qemu-system-x86_64", roRam,
+    // Not known until adopted.
+    ram: { anon: "object" }, disk: { file: "", format: "qcow2" },
+    args: (tap) => buildSpareArgs({
+      id: s.id, accel: d.accel, vcpu: s.vcpu, memMib: s.memMib, paths: s.paths, kernel: d.images.kernel(),
+      rootfsPath: d.images.rootfs(s.rootfs).path, tap, mac: SPARE_MAC,
+    }),
+  }, timeoutMs);
+  return Object.assign(vm, { shared: s.shared, roRam });
+}
+
+/** The MAC on a spare's command line: the state it loads brings the VM's own. */
+const SPARE_MAC = "02:fc:00:00:00:02";
+
+/** Why spare `s` cannot serve launch `i` (undefined: it can). */
+async function spareMisfit(d: SnapshotDeps, s: SpareVm, i: LaunchInput): Promise<string | undefined> {
+  if (s.exited) return s.exited;
+  if (i.paths.dir !== s.paths.dir) return "another directory";
+  if (!i.incoming || i.incomingFrom === undefined || !i.paused) return "not a paused VM's resume";
+  if (i.vcpu !== s.vcpu || i.memMib !== s.memMib || i.rootfs !== s.rootfs) return "another shape";
+  if (i.ram.file === undefined || ramBlockOf(i.ram) !== "mem") return "RAM not in a file backend named mem";
+  if (!i.ram.share && i.ram.file !== s.roRam) return "another copy-on-write RAM file";
+  if (sharedDirs(d, i).some((dir) => !s.shared.includes(dir))) return "a disk outside its jail";
+  if ((await streamMachine(i.incomingFrom)) !== MACHINE) return "a stream of an older machine layout";
+  return undefined;
+}
+
+/**
+ * Gives spare `s` the RAM backend and disk of launch `i` and builds its
+ * machine (`x-exit-preconfig`). Its state comes over a unix socket in its
+ * directory (`SnapVm.incomingUri`; loadState streams the file into it): the
+ * spare was started before the file existed.
+ */
+async function adoptSpare(d: SnapshotDeps, s: SpareVm, i: LaunchInput): Promise<SnapVm> {
+  const ram = i.ram as Extract<RamBacking, { file: string }>;
+  // The files the fork put in its directory (disk overlay, state, RAM base) to the spare's uid and group.
+  await d.jail!.adopt(s.id, s.paths.dir);
+  i.timer?.lap("jail");
+  await s.qmp.execute("object-add", {
+    "qom-type": "memory-backend-file", id: RAM_BACKEND_ID, size: i.memMib * 1048576, "mem-path": ram.file, share: ram.share,
+  });
+  await s.qmp.execute("qom-set", { path: "/machine", property: "memory-backend", value: RAM_BACKEND_ID });
+  await s.qmp.execute("blockdev-add", {
+    driver: i.disk.format, "node-name": SPARE_DISK_NODE, discard: "unmap", file: { driver: "file", filename: i.disk.file },
+  });
+  await s.qmp.execute("x-exit-preconfig");
+  i.timer?.lap("qmp");
+  // The same object: its process's exit handler (spawnVm) sets `exited` on it.
+  const vm: SnapVm = s;
+  vm.ram = i.ram;
+  vm.disk = i.disk;
+  vm.incomingUri = `unix:${path.join(s.paths.dir, SPARE_INCOMING_SOCKET)}`;
+  if (i.template) vm.template = i.template;
+  return vm;
+}
+
+/** The socket a spare loads its state from (in the VM's directory). */
+const SPARE_INCOMING_SOCKET = "incoming.sock";
 
 /**
  * Directories outside the VM's own that it maps RAM from or reads disks of:

@@ -124,6 +124,20 @@ test("the writable disk stops the VM on ENOSPC (request kept for cont) and repor
   assert.equal(values(s, "-drive")[1], "id=disk,file=/d/overlay.qcow2,format=qcow2,if=none,discard=unmap,werror=enospc,rerror=report");
 });
 
+test("a spare QEMU: no RAM backend, its disk a node added at adoption (error policy on the device), --preconfig, -S, -incoming", async () => {
+  const { buildSnapshotArgs, buildSpareArgs } = await import("../../../src/runtime/snapshot/snapshot-args.js");
+  const spare = buildSpareArgs(input());
+  assert.deepEqual(values(spare, "-object"), [], "the RAM backend comes with the VM it is adopted for");
+  assert.ok(!spare.includes("-machine"));
+  assert.deepEqual(values(spare, "-drive").map((d) => d.split(",")[0]), ["id=base"], "only the read-only base is a -drive");
+  assert.ok(values(spare, "-device").includes("virtio-blk-device,drive=disk,werror=enospc,rerror=report"));
+  assert.deepEqual(spare.slice(-4), ["--preconfig", "-S", "-incoming", "defer"]);
+  // The same devices, in the same order, as the VM it stands in for: its state loads into them.
+  const full = buildSnapshotArgs({ ...input(), ram: { file: "/t/mem", share: false }, disk: { file: "/d/disk.qcow2", format: "qcow2" }, incoming: true, paused: true });
+  const devices = (a: string[]) => values(a, "-device").map((d) => d.split(",")[0]);
+  assert.deepEqual(devices(spare), devices(full));
+});
+
 test("RAM in a file: the backend id names the RAM block, \"microvm.ram\" for a cold-booted VM's", async () => {
   const { buildSnapshotArgs, ramBlockOf } = await import("../../../src/runtime/snapshot/snapshot-args.js");
   const disk = { file: "/d/disk.qcow2", format: "qcow2" as const };
