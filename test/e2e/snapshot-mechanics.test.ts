@@ -389,6 +389,16 @@ test("a paused clone's RAM stream becomes its own mem without running the guest;
   const abortedPid = await readPidfile(p2.pidfile);
   if (abortedPid !== undefined) assert.equal(await isAlive(abortedPid), false, "the owning's QEMU is gone");
   assert.ok(!(await network.list()).some((t) => t.sandboxId === vm2.id), "the owning's tap is gone");
+  // Aborted while its QEMU still starts: the start is cut short, nothing is left either.
+  const early = new AbortController();
+  const started = ownStreamRam(d, vm2.id, early.signal);
+  await new Promise((res) => setTimeout(res, 30));
+  early.abort(new Error("resume, early"));
+  await assert.rejects(started, /resume, early/);
+  assert.equal(await readFile(p2.bundle, "utf8"), before, "the stream bundle is untouched");
+  assert.ok(!existsSync(p2.memOwning) && !existsSync(p2.stateOwned) && !existsSync(p2.mem), "no file of the owning is left");
+  const earlyPid = await readPidfile(p2.pidfile);
+  if (earlyPid !== undefined) assert.equal(await isAlive(earlyPid), false, "the owning's QEMU is gone");
   vm2 = track((await resumeFromDisk(d, vm2.id, s2)).vm);
   await new Promise((res) => setTimeout(res, 700));
   assert.ok((await counter(vm2)) > c2, "the counter ran on from the stream");

@@ -78,7 +78,7 @@ export async function ownStreamRam(
       id, paths: p, tap, mac: OWNING_MAC, vcpu: b.vcpu, memMib: b.memMib, rootfs: b.rootfs,
       ram: { file: p.memOwning, share: true, block: b.ramBlock },
       disk: { file: path.join(p.dir, b.disk.file), format: b.disk.format }, incoming: true, paused: true,
-      ...(b.template ? { template: b.template } : {}), timer, incomingFrom: p.state,
+      ...(b.template ? { template: b.template } : {}), timer, incomingFrom: p.state, signal,
     });
     signal.throwIfAborted();
     await loadState(vm.qmp, p.state, false, timeoutMs, vm.incomingUri);

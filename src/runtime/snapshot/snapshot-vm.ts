@@ -114,6 +114,8 @@ export interface LaunchInput {
   incomingFrom?: string;
   /** A spare QEMU made for `id` (SnapshotDeps.spares) may serve this launch (a paused VM's resume). */
   spare?: boolean;
+  /** Aborting it kills the QEMU still starting and rejects (an owning a resume stops). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -164,6 +166,7 @@ interface SpawnInput {
   template?: string;
   timer?: PhaseTimer;
   incomingFrom?: string;
+  signal?: AbortSignal;
   binary: string;
   /** Directories bound into the jail read-only (see JailSpec.shared). */
   shared: string[];
@@ -186,6 +189,10 @@ async function spawnVm(d: SnapshotDeps, i: SpawnInput, timeoutMs: number): Promi
     ...(i.tap === undefined ? { tap: d.network.tapSpec(i.id) } : {}),
   })) : undefined;
   i.timer?.lap("jail");
+  if (i.signal?.aborted) {
+    await jail?.release();
+    throw i.signal.reason;
+  }
   const tapFd = jail?.tapFd;
   const args = i.args(tapFd !== undefined ? { fd: tapFd } : i.tap!);
   let child: VmmChild;
@@ -224,18 +231,20 @@ async function spawnVm(d: SnapshotDeps, i: SpawnInput, timeoutMs: number): Promi
     vm.exited ??= `spawn failed: ${e.message}`;
     gone.abort(e);
   });
+  const stop = i.signal ? AbortSignal.any([gone.signal, i.signal]) : gone.signal;
   try {
     // QmpClient retries every 50 ms; a 5 ms poll for the socket first saves ~25 ms a start.
     const deadline = Date.now() + timeoutMs;
-    while (!existsSync(i.paths.qmp) && Date.now() < deadline) await sleep(5, undefined, { signal: gone.signal });
+    while (!existsSync(i.paths.qmp) && Date.now() < deadline) await sleep(5, undefined, { signal: stop });
     i.timer?.lap("spawn");
-    vm.qmp = await QmpClient.connect(i.paths.qmp, { timeoutMs: Math.max(deadline - Date.now(), 1), signal: gone.signal });
+    vm.qmp = await QmpClient.connect(i.paths.qmp, { timeoutMs: Math.max(deadline - Date.now(), 1), signal: stop });
     // The jailer's tap (first or fallback name), as QEMU holds it.
     if (tapFd !== undefined) vm.tap = await d.network.heldTap(child.pid, tapFd);
     i.timer?.lap("qmp");
     return vm as SnapVm;
   } catch (err) {
     await killAndWait(child.pid, 0).catch(() => {});
+    if (i.signal?.aborted) throw i.signal.reason;
     throw await withTail(i.paths, `QEMU for ${i.id} did not start: ${vm.exited ?? (err as Error).message}`, err);
   }
 }
