@@ -76,8 +76,9 @@ export interface Config {
    */
   ownStreams: boolean;
   /**
-   * HUTCH_SPARES (default 1): spare QEMUs kept started ahead per warm shape
-   * (src/runtime/qemu/spare-pool.ts), so a fork's child skips QEMU's start.
+   * HUTCH_SPARES (default 1): spare QEMUs kept started ahead per warm shape,
+   * and per shape forked since (src/runtime/qemu/spare-pool.ts), so a fork's
+   * child skips QEMU's start.
    * "0": none. Needs the jail's hutch-jailer.
    */
   spares: number;

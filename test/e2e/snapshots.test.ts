@@ -65,9 +65,11 @@ async function qemuArgv(server: TestServer, id: string): Promise<string[]> {
   return (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0");
 }
 
-/** Ids of spare QEMUs the server reported ready (spare-pool.ts), in order. */
-function spareIds(server: TestServer): string[] {
-  return [...server.output().matchAll(/"id":"(sb_[0-9A-Z]+)"[^\n]*"msg":"spare QEMU ready"/g)].map((m) => m[1]!);
+/** Ids of spare QEMUs the server reported ready (spare-pool.ts), in order; of one shape's key only with `key`. */
+function spareIds(server: TestServer, key?: string): string[] {
+  return [...server.output().matchAll(/"id":"(sb_[0-9A-Z]+)","key":"([^"]+)","msg":"spare QEMU ready"/g)]
+    .filter((m) => key === undefined || m[2] === key)
+    .map((m) => m[1]!);
 }
 
 describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
@@ -234,6 +236,24 @@ describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
     await Promise.all([child.destroy(), second.destroy()]);
   });
 
+  test("a fork of another shape makes the server keep a spare of that shape: the next fork's child starts in it", async () => {
+    const key = `${ROOTFS}/1c/512m`;
+    assert.deepEqual(spareIds(server, key), [], "no spare of this shape before a fork asked");
+    const src = await server.client.createSandbox({ shape: "s-1vcpu-512mb", rootfs: ROOTFS });
+    await src.sh("echo kept > /root/k.txt");
+    await src.pause();
+    await src.waitUntilPaused({ timeoutMs: 60_000 });
+    const first = await src.fork();
+    assert.ok(!(await qemuArgv(server, first.id)).includes("--preconfig"), "the first fork of the shape starts a QEMU of its own");
+    const spare = await waitFor(async () => spareIds(server, key).at(-1), 60_000, "a spare of the forked shape");
+    await waitStatus(server, src.id, "paused");
+    const second = await src.fork();
+    assert.equal(second.id, spare, "the next child has the spare's id");
+    assert.ok((await qemuArgv(server, second.id)).includes("--preconfig"), "and runs in the spare QEMU");
+    assert.equal((await second.sh("cat /root/k.txt; hostname")).result.stdout.trim(), `kept\n${second.data.name}`);
+    await Promise.all([first.destroy(), second.destroy(), src.destroy()]);
+  });
+
   test("auto-pause pauses an idle sandbox after its timeout (PATCHed live)", async () => {
     await idle.waitUntilPaused({ timeoutMs: Math.max(0, 60_000 - (Date.now() - idleSince)) + 30_000 });
     const pausedAt = Date.parse((await api(server, "GET", `/v1/sandboxes/${idle.id}`)).json.data.paused_at);
@@ -263,19 +283,16 @@ describe("snapshots: a server SIGKILL mid-pause, mid-fork and mid-owning", () =>
     const running = rows.filter((r) => r.status === "running");
     const live = new Set(rows.filter((r) => r.status === "running" || r.status === "paused").map((r) => r.id));
     // Besides the sandboxes: the restarted server's spare QEMU (HUTCH_SPARES=1), in a directory of its own.
-    const spares = (dirs: string[]) => dirs.filter((d) => !live.has(d) && spareIds(server).includes(d));
-    const qemus = await waitFor(async () => {
-      const q = await pidsMentioning(join(server.dataDir, "sandboxes"));
-      const s = spares(await readdir(join(server.dataDir, "sandboxes")));
-      return s.length <= 1 && q.length === running.length + s.length ? q : undefined;
-    }, 30_000, `one QEMU per running sandbox (${running.length}) and spare, none else`);
-    const dirs = await readdir(join(server.dataDir, "sandboxes"));
-    assert.ok(qemus.length >= running.length);
-    for (const d of spares(dirs)) {
+    const settled = await waitFor(async () => {
+      const qemus = await pidsMentioning(join(server.dataDir, "sandboxes"));
+      const extra = (await readdir(join(server.dataDir, "sandboxes"))).filter((d) => !live.has(d));
+      const spares = extra.filter((d) => spareIds(server).includes(d));
+      return extra.length === spares.length && spares.length <= 1 && qemus.length === running.length + spares.length ? spares : undefined;
+    }, 30_000, `one QEMU per running sandbox (${running.length}) and spare, no other directory`);
+    for (const d of settled) {
       const argv = () => qemuArgv(server, d).catch((): string[] => []);
       await waitFor(async () => (await argv()).includes("--preconfig") || undefined, 5000, `${d} is a spare QEMU`);
     }
-    assert.deepEqual(dirs.filter((d) => !live.has(d) && !spares(dirs).includes(d)), [], "no leftover directories");
     return rows;
   }
 

@@ -53,8 +53,9 @@ export interface SnapshotOpsOptions {
    */
   ownStreams?: boolean;
   /**
-   * Spare QEMUs kept per warm shape (spare-pool.ts) for forks' children;
-   * 0 (default) none. Only with templates and a jailer that makes taps.
+   * Spare QEMUs kept per warm shape, and per shape forked since
+   * (spare-pool.ts), for forks' children; 0 (default) none. Only with
+   * templates and a jailer that makes taps.
    */
   spares?: number;
 }
@@ -84,9 +85,9 @@ export class SnapshotOps {
       const targets = opts.warm.filter((t) => t.size > 0);
       if (targets.length > 0) this.#pool = new WarmPool(opts.deps, { targets, templates: this.#templates, hasRoom: opts.hasRoom });
       const spares = opts.spares ?? 0;
-      if (spares > 0 && opts.deps.jail?.makesTaps && opts.warm.length > 0) {
+      if (spares > 0 && opts.deps.jail?.makesTaps) {
         this.#spares = new SparePool(opts.deps, {
-          targets: opts.warm.map((t) => ({ shape: t.shape, size: spares })), templates: this.#templates,
+          targets: opts.warm.map((t) => ({ shape: t.shape, size: spares })), onDemand: spares, templates: this.#templates,
           ...(opts.starting ? { starting: opts.starting } : {}),
         });
         this.#d = { ...opts.deps, spares: this.#spares };

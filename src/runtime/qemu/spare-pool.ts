@@ -37,8 +37,13 @@ const STARTING_POLL_MS = 50;
 const CLAIM_TTL_MS = 60_000;
 
 export interface SparePoolOptions {
-  /** Shapes to keep spares of, and how many each. */
+  /** Shapes to keep spares of from the start, and how many each (their templates are built). */
   targets: WarmTarget[];
+  /**
+   * Spares kept for another shape once a fork asked for one (its template
+   * must exist: none is built for a spare). Default 0: none.
+   */
+  onDemand?: number;
   templates: TemplateManager;
   /** True while a user's VM starts: a refill waits rather than take its CPU. */
   starting?(): boolean;
@@ -50,6 +55,8 @@ function spareKey(s: { rootfs: string; vcpu: number; memMib: number }): string {
 }
 
 export class SparePool implements SpareSource {
+  /** What to keep: the start-up targets, then shapes forks asked for (`build` false: no template build for them). */
+  readonly #targets: Array<WarmTarget & { build: boolean }>;
   readonly #ready = new Map<string, SpareVm[]>();
   readonly #claimed = new Map<string, { vm: SpareVm; expiry: NodeJS.Timeout }>();
   #filling: Promise<void> | undefined;
@@ -59,12 +66,21 @@ export class SparePool implements SpareSource {
   constructor(
     private readonly d: SnapshotDeps,
     private readonly opts: SparePoolOptions,
-  ) {}
+  ) {
+    this.#targets = opts.targets.map((t) => ({ ...t, build: true }));
+  }
 
-  /** Reserves a spare for a VM of `shape`; its id becomes the VM's. Refills a moment later. */
+  /**
+   * Reserves a spare for a VM of `shape`; its id becomes the VM's. Refills a
+   * moment later; a shape with no spares yet gets `onDemand` of them from then on.
+   */
   claim(shape: MachineShape): string | undefined {
     if (this.#closed) return undefined;
-    const list = this.#ready.get(spareKey(shape));
+    const key = spareKey(shape);
+    if (!this.#targets.some((t) => spareKey(t.shape) === key) && (this.opts.onDemand ?? 0) > 0) {
+      this.#targets.push({ shape, size: this.opts.onDemand!, build: false });
+    }
+    const list = this.#ready.get(key);
     let vm: SpareVm | undefined;
     while ((vm = list?.shift())) {
       if (!vm.exited) break;
@@ -133,12 +149,13 @@ export class SparePool implements SpareSource {
   }
 
   async #fillLoop(): Promise<void> {
-    for (const t of this.opts.targets) {
+    for (const t of [...this.#targets]) {
       const key = spareKey(t.shape);
       let failures = 0;
       while (!this.#closed && (this.#ready.get(key)?.length ?? 0) < t.size && failures < 3) {
-        const tpl = await this.opts.templates.ensure(t.shape);
-        if (!tpl || this.#closed) return;
+        const tpl = t.build ? await this.opts.templates.ensure(t.shape) : this.opts.templates.get(t.shape);
+        if (this.#closed) return;
+        if (!tpl) break;
         while (this.opts.starting?.() && !this.#closed) await sleep(STARTING_POLL_MS);
         if (this.#closed) return;
         const id = `sb_${ulid()}`;

@@ -17,7 +17,7 @@ import type { VmPaths } from "../qemu/vm-paths.js";
 import { consoleTail, killAndWait, waitGone } from "../qemu/vm-process.js";
 import type { PhaseTimer } from "./phase-timer.js";
 import { streamMachine } from "./migration.js";
-import { buildSnapshotArgs, buildSpareArgs, RAM_BACKEND_ID, ramBlockOf, SPARE_DISK_NODE, type RamBacking } from "./snapshot-args.js";
+import { buildSnapshotArgs, buildSpareArgs, LEGACY_RAM_BACKEND_ID, RAM_BACKEND_ID, ramBlockOf, SPARE_DISK_NODE, type RamBacking } from "./snapshot-args.js";
 import { MACHINE } from "../qemu/qemu-args.js";
 import { templatesDir } from "./snapshot-paths.js";
 import { jailSpecFor, type JailLease, type VmmJail } from "../qemu/vmm-jail.js";
@@ -307,7 +307,7 @@ async function spareMisfit(d: SnapshotDeps, s: SpareVm, i: LaunchInput): Promise
   if (i.paths.dir !== s.paths.dir) return "another directory";
   if (!i.incoming || i.incomingFrom === undefined || !i.paused) return "not a paused VM's resume";
   if (i.vcpu !== s.vcpu || i.memMib !== s.memMib || i.rootfs !== s.rootfs) return "another shape";
-  if (i.ram.file === undefined || ramBlockOf(i.ram) !== "mem") return "RAM not in a file backend named mem";
+  if (i.ram.file === undefined) return "anonymous RAM";
   if (!i.ram.share && i.ram.file !== s.roRam) return "another copy-on-write RAM file";
   if (sharedDirs(d, i).some((dir) => !s.shared.includes(dir))) return "a disk outside its jail";
   if ((await streamMachine(i.incomingFrom)) !== MACHINE) return "a stream of an older machine layout";
@@ -325,10 +325,12 @@ async function adoptSpare(d: SnapshotDeps, s: SpareVm, i: LaunchInput): Promise<
   // The files the fork put in its directory (disk overlay, state, RAM base) to the spare's uid and group.
   await d.jail!.adopt(s.id, s.paths.dir);
   i.timer?.lap("jail");
+  // The backend's id names the RAM block the stream was saved from (a cold-booted VM's is QEMU's own name).
+  const id = ramBlockOf(ram) === "legacy" ? LEGACY_RAM_BACKEND_ID : RAM_BACKEND_ID;
   await s.qmp.execute("object-add", {
-    "qom-type": "memory-backend-file", id: RAM_BACKEND_ID, size: i.memMib * 1048576, "mem-path": ram.file, share: ram.share,
+    "qom-type": "memory-backend-file", id, size: i.memMib * 1048576, "mem-path": ram.file, share: ram.share,
   });
-  await s.qmp.execute("qom-set", { path: "/machine", property: "memory-backend", value: RAM_BACKEND_ID });
+  await s.qmp.execute("qom-set", { path: "/machine", property: "memory-backend", value: id });
   await s.qmp.execute("blockdev-add", {
     driver: i.disk.format, "node-name": SPARE_DISK_NODE, discard: "unmap", file: { driver: "file", filename: i.disk.file },
   });
