@@ -11,9 +11,10 @@
  * files are 0440 and each QEMU holds a read-only descriptor; MAP_PRIVATE
  * with PROT_WRITE needs no more than that.
  *
- * Only the exact path in HUTCH_RO_RAM is affected, and only an open for
- * O_RDWR without O_CREAT/O_TRUNC (QEMU's file_ram_open); everything else is
- * passed through untouched.
+ * Only the exact paths in HUTCH_RO_RAM (one per line: a spare QEMU may be
+ * adopted for a fork's `mem.base` or a template's `mem`) are affected, and
+ * only an open for O_RDWR without O_CREAT/O_TRUNC (QEMU's file_ram_open);
+ * everything else is passed through untouched.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -26,9 +27,22 @@
 typedef int (*open_fn)(const char *, int, ...);
 typedef int (*open2_fn)(const char *, int);
 
+/* Whether `path` is one of the newline-separated paths in `list`. */
+static int listed(const char *list, const char *path) {
+    size_t n = strlen(path);
+    for (const char *p = list; *p != '\0';) {
+        const char *end = strchr(p, '\n');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && memcmp(p, path, n) == 0) return 1;
+        if (!end) break;
+        p = end + 1;
+    }
+    return 0;
+}
+
 static int ro_flags(const char *path, int flags) {
     const char *ro = getenv("HUTCH_RO_RAM");
-    if (ro == NULL || path == NULL || strcmp(path, ro) != 0) return flags;
+    if (ro == NULL || path == NULL || !listed(ro, path)) return flags;
     if ((flags & O_ACCMODE) != O_RDWR || (flags & (O_CREAT | O_TRUNC)) != 0) return flags;
     return (flags & ~O_ACCMODE) | O_RDONLY;
 }

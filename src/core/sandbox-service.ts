@@ -118,14 +118,17 @@ export class SandboxService {
     this.admitDisk(diskNeedMib.create(), "a new sandbox");
     // A warm pool VM of this shape, if any, lends its id (its files and tap
     // are named after it) and the address it already has.
-    const warm = this.#runtime.claimWarm({ rootfs: valid.rootfs, vcpu: valid.shape.vcpu, memMib: valid.shape.memMib, diskMib: valid.diskMib });
-    const warmId = warm?.id;
+    const shape = { rootfs: valid.rootfs, vcpu: valid.shape.vcpu, memMib: valid.shape.memMib, diskMib: valid.diskMib };
+    const warm = this.#runtime.claimWarm(shape);
+    // Else a VMM started ahead of need, if the runtime keeps one (its id too): the restore skips its start.
+    const spare = warm ? undefined : this.#runtime.claimSpare?.(shape);
+    const warmId = warm?.id ?? spare;
     let record: SandboxRecord;
     const t: Record<string, number> = {};
     const lap = (what: string) => (t[what] = Math.round((performance.now() - started) * 10) / 10);
     try {
       const reserved = warm?.address ? { ip: warm.address.net.ip, mac: warm.address.net.mac, token: warm.address.token } : undefined;
-      record = await this.#insert(userId, valid, warm ? { id: warm.id, ...(reserved ? { reserved } : {}) } : {});
+      record = await this.#insert(userId, valid, warmId ? { id: warmId, ...(reserved ? { reserved } : {}) } : {});
       lap("insertedMs");
     } catch (err) {
       if (warmId) void this.#runtime.destroy(warmId).catch(() => {});
@@ -163,7 +166,7 @@ export class SandboxService {
     }
     const spawnMs = Math.round((performance.now() - started) * 10) / 10;
     const running = await this.settleStall(await this.#transition(record, "running", { runningAt: nowIso(), spawnMs }));
-    this.#log.info({ sandbox: record.id, warm: warmId !== undefined, ...t, spawnMs, doneMs: lap("doneMs") }, "sandbox created");
+    this.#log.info({ sandbox: record.id, warm: warm !== undefined, ...(spare ? { spare: true } : {}), ...t, spawnMs, doneMs: lap("doneMs") }, "sandbox created");
     return running;
   }
 

@@ -83,6 +83,7 @@ describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
     server = await startServer({ HUTCH_TEMPLATES: "on", HUTCH_POOL_ROOTFS: ROOTFS, HUTCH_POOL_SIZE: "1", HUTCH_AUTO_PAUSE_CHECK_MS: "1000" });
     templateDir = await templateReady(server);
     await waitFor(async () => (server.output().includes("warm VM ready") ? true : undefined), 120_000, "warm VM");
+    await waitFor(async () => spareIds(server).at(-1), 60_000, "a spare QEMU");
     sb = await server.client.createSandbox({ shape: SHAPE, rootfs: ROOTFS, name: "snap-src", envs: { WHO: "parent" } });
     // Auto-pause set live by PATCH; checked at the end of the suite (≥ 60 s later).
     idle = await server.client.createSandbox({ shape: SHAPE, rootfs: ROOTFS });
@@ -116,6 +117,9 @@ describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
     // The warm VM waited with the address held for it, which its sandbox kept (no network change at the hand-over).
     assert.match(server.output(), new RegExp(`"ip":"${String(sb.data.ip).replaceAll(".", "\\.")}"[^\n]*"msg":"warm VM ready"`));
     assert.match(server.output(), /"how":"template"[^\n]*VM started from snapshot/);
+    // The second create (the pool empty) restored the template in the spare QEMU the server kept.
+    assert.ok(spareIds(server).includes(idle.id), "it got the spare's id");
+    assert.ok((await qemuArgv(server, idle.id)).includes("--preconfig"), "and runs in the spare QEMU");
     if (process.getuid?.() === 0) {
       // Jailed (as root): every clone maps the template's RAM copy-on-write
       // through a read-only descriptor, and no VMM uid may write the file.

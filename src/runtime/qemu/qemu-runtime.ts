@@ -550,6 +550,8 @@ export class QemuRuntime implements Runtime {
       return { id: vm.id, pid: vm.pid, bootMs: Date.now() - t0 };
     }
     signal.throwIfAborted();
+    // A spare claimed for this id (no template restore used it): its directory is the boot's to make.
+    if (await this.snaps.dropSpare(spec.id)) await rm(vmPaths(dataDir, spec.id).dir, { recursive: true, force: true });
     const b = await bootVm(
       { dataDir, images, network, log, binary: this.binary, accel: this.accel, bootTimeoutMs: this.bootTimeoutMs,
         removeLeftovers: (id) => this.removeLeftovers(id), ...(this.opts.jail ? { jail: this.opts.jail } : {}),

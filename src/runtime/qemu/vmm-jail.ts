@@ -75,8 +75,11 @@ export interface JailSpec {
    * group-writable (0660).
    */
   shared: string[];
-  /** The RAM file this launch maps copy-on-write (share=off), opened read-only through the shim. */
-  roRam?: string;
+  /**
+   * The RAM files this launch may map copy-on-write (share=off), opened
+   * read-only through the shim: one, or a spare's candidates (spare-pool.ts).
+   */
+  roRam?: string[];
   /** The tap the jailer creates for this launch (only when `VmmJail.makesTaps`); QEMU gets it at `JailLease.tapFd`. */
   tap?: TapSpec;
 }
@@ -192,7 +195,7 @@ export class VmmJail {
         id: spec.id,
         uid,
         prefix,
-        env: { PATH: PATH_ENV, ...(shim ? { LD_PRELOAD: shim, HUTCH_RO_RAM: spec.roRam } : {}) },
+        env: { PATH: PATH_ENV, ...(shim ? { LD_PRELOAD: shim, HUTCH_RO_RAM: spec.roRam!.join("\n") } : {}) },
         ...(spec.tap ? { tapFd: JAIL_TAP_FD } : {}),
         release: () => this.release(spec.id, token),
       };
@@ -356,7 +359,7 @@ export interface LaunchFiles {
   /** Template directories (see JailSpec.shared). */
   shared?: string[];
   /** See JailSpec.roRam. */
-  roRam?: string;
+  roRam?: string[];
   /** See JailSpec.tap. */
   tap?: TapSpec;
 }

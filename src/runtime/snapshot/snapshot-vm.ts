@@ -19,7 +19,7 @@ import type { PhaseTimer } from "./phase-timer.js";
 import { streamMachine } from "./migration.js";
 import { buildSnapshotArgs, buildSpareArgs, LEGACY_RAM_BACKEND_ID, RAM_BACKEND_ID, ramBlockOf, SPARE_DISK_NODE, type RamBacking } from "./snapshot-args.js";
 import { MACHINE } from "../qemu/qemu-args.js";
-import { templatesDir } from "./snapshot-paths.js";
+import { templatePaths, templatesDir } from "./snapshot-paths.js";
 import { jailSpecFor, type JailLease, type VmmJail } from "../qemu/vmm-jail.js";
 import { launchDetached, type VmmChild, type VmmSpawner } from "../qemu/vmm-spawner.js";
 
@@ -112,7 +112,11 @@ export interface LaunchInput {
    * access to the file from inside the jail.
    */
   incomingFrom?: string;
-  /** A spare QEMU made for `id` (SnapshotDeps.spares) may serve this launch (a paused VM's resume). */
+  /**
+   * A spare QEMU claimed for `id` (SnapshotDeps.spares) may serve this
+   * launch (a resume or restore: with `incomingFrom`). It has `-S`: the
+   * caller `cont`s after the load.
+   */
   spare?: boolean;
   /** Aborting it kills the QEMU still starting and rejects (an owning a resume stops). */
   signal?: AbortSignal;
@@ -145,7 +149,7 @@ export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_0
   const shared = sharedDirs(d, i);
   return spawnVm(d, {
     ...i, binary, shared,
-    ...(i.ram.file !== undefined && !i.ram.share ? { roRam: i.ram.file } : {}),
+    ...(i.ram.file !== undefined && !i.ram.share ? { roRam: [i.ram.file] } : {}),
     args: (tap) => buildSnapshotArgs({
       id: i.id, accel: d.accel, vcpu: i.vcpu, memMib: i.memMib, paths: i.paths, kernel: d.images.kernel(),
       rootfsPath: d.images.rootfs(i.rootfs).path, tap, mac: i.mac, ram: i.ram, disk: i.disk, incoming: i.incoming,
@@ -171,7 +175,7 @@ interface SpawnInput {
   /** Directories bound into the jail read-only (see JailSpec.shared). */
   shared: string[];
   /** See JailSpec.roRam. */
-  roRam?: string;
+  roRam?: string[];
   /** QEMU's argv (without the binary), given its tap: a name, or the fd the jailer hands it. */
   args(tap: string | { fd: number }): string[];
 }
@@ -257,8 +261,8 @@ async function spawnVm(d: SnapshotDeps, i: SpawnInput, timeoutMs: number): Promi
 export interface SpareVm extends SnapVm {
   /** Directories its jail binds (the template of its shape): a launch that needs others does not fit. */
   shared: string[];
-  /** The share=off RAM file its jail opens read-only (`<dir>/mem.base`, a fork base). */
-  roRam: string;
+  /** The share=off RAM files its jail opens read-only: `<dir>/mem.base` (a fork base) and its templates' `mem`. */
+  roRam: string[];
 }
 
 /** What a spare is made for: a VM of this shape, its files in `paths.dir`. */
@@ -276,6 +280,8 @@ export interface SpareInput {
 export interface SpareSource {
   /** The spare made for `id`, now the caller's; undefined when there is none. */
   take(id: string): SpareVm | undefined;
+  /** Whether a spare is claimed or waiting under `id` (its directory exists). */
+  has(id: string): boolean;
 }
 
 /**
@@ -285,7 +291,7 @@ export interface SpareSource {
  */
 export async function launchSpare(d: SnapshotDeps, s: SpareInput, timeoutMs = 10_000): Promise<SpareVm> {
   if (!d.jail?.makesTaps) throw new Error("spare QEMUs need hutch-jailer (it makes their taps)");
-  const roRam = path.join(s.paths.dir, "mem.base");
+  const roRam = [path.join(s.paths.dir, "mem.base"), ...s.shared.map((dir) => templatePaths(dir).mem)];
   const vm = await spawnVm(d, {
     ...s, binary: d.binary ?? "qemu-system-x86_64", roRam,
     // Not known until adopted.
@@ -305,10 +311,10 @@ const SPARE_MAC = "02:fc:00:00:00:02";
 async function spareMisfit(d: SnapshotDeps, s: SpareVm, i: LaunchInput): Promise<string | undefined> {
   if (s.exited) return s.exited;
   if (i.paths.dir !== s.paths.dir) return "another directory";
-  if (!i.incoming || i.incomingFrom === undefined || !i.paused) return "not a paused VM's resume";
+  if (!i.incoming || i.incomingFrom === undefined) return "no state to load";
   if (i.vcpu !== s.vcpu || i.memMib !== s.memMib || i.rootfs !== s.rootfs) return "another shape";
   if (i.ram.file === undefined) return "anonymous RAM";
-  if (!i.ram.share && i.ram.file !== s.roRam) return "another copy-on-write RAM file";
+  if (!i.ram.share && !s.roRam.includes(i.ram.file)) return "another copy-on-write RAM file";
   if (sharedDirs(d, i).some((dir) => !s.shared.includes(dir))) return "a disk outside its jail";
   if ((await streamMachine(i.incomingFrom)) !== MACHINE) return "a stream of an older machine layout";
   return undefined;

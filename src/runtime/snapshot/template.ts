@@ -203,7 +203,8 @@ export async function restoreFromTemplate(
   let tap: string | undefined;
   try {
     await mkdir(path.dirname(paths.dir), { recursive: true, mode: 0o700 });
-    await mkdir(paths.dir, { mode: 0o700 });
+    // A spare QEMU claimed under this id waits in it already (spare-pool.ts).
+    if (!d.spares?.has(spec.id)) await mkdir(paths.dir, { mode: 0o700 });
     // Independent host steps, each a process spawn: run them together.
     // With hutch-jailer there is no tap to make here: it makes it at launch.
     const [ov, tp] = await Promise.allSettled([
@@ -222,6 +223,7 @@ export async function restoreFromTemplate(
     vm = await launchVm(d, {
       id: spec.id, paths, tap, mac: spec.net.mac, vcpu: m.vcpu, memMib: m.memMib, rootfs: m.rootfs,
       ram: { file: tpl.paths.mem, share: false }, disk: { file: paths.overlay, format: "qcow2" }, incoming: true, template: m.key, timer, incomingFrom: tpl.paths.state,
+      spare: true,
     });
     if (!tap) await meta(vm.tap);
     const qmpMs = Date.now() - t0;
