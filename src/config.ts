@@ -78,7 +78,7 @@ export interface Config {
   /**
    * HUTCH_SPARES (default 1): spare QEMUs kept started ahead per warm shape,
    * and per shape forked since (src/runtime/qemu/spare-pool.ts), so a fork's
-   * child skips QEMU's start.
+   * child, or a create the warm pool cannot serve, skips QEMU's start.
    * "0": none. Needs the jail's hutch-jailer.
    */
   spares: number;

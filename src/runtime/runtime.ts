@@ -309,8 +309,9 @@ export interface Runtime {
 
   /**
    * Reserves a VMM started ahead of need for a VM of `shape` (a fork's
-   * child that runs at once): the caller uses the id as the child's and
-   * forks into it, or `destroy`s it. Undefined when there is none.
+   * child that runs at once, a create the warm pool cannot serve): the
+   * caller uses the id as the new VM's and forks or creates it, or
+   * `destroy`s it. Undefined when there is none.
    */
   claimSpare?(shape: MachineShape): string | undefined;
 

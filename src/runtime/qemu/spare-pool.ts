@@ -1,7 +1,7 @@
 /**
  * Spare QEMUs: a few per shape, started ahead of need and waiting in
- * `--preconfig` for their RAM and disk, so that a fork's child does not
- * wait for QEMU's own start (~100 ms of CPU under TCG: the binary's start-up
+ * `--preconfig` for their RAM and disk, so that a fork's child, or a create
+ * the warm pool cannot serve, does not wait for QEMU's own start (~100 ms of CPU under TCG: the binary's start-up
  * and the jail, measured in docs/snapshots.md).
  *
  * A spare lives in `sandboxes/<id>/` under a fresh sandbox id, jailed, with
@@ -9,9 +9,11 @@
  * child under that id (fork.ts `intoSpare`: the directory exists), and the
  * child's first resume adopts it (snapshot-vm.ts `launchVm`): the RAM
  * backend and disk are added over QMP, the machine is built, the state is
- * streamed in. A spare's RAM file must be the child's `mem.base` or a
- * share=on `mem`, and its disk chain must end in the template its jail
- * binds; a launch it does not fit gets a new QEMU instead.
+ * streamed in. A create claims one when the warm pool has no VM, and its
+ * template restore adopts it. A spare's RAM file must be the child's
+ * `mem.base`, its template's `mem` or a share=on `mem`, and its disk chain
+ * must end in the template its jail binds; a launch it does not fit gets a
+ * new QEMU instead.
  *
  * Spares are not in the database: a restarted server's reconcile kills
  * those of the previous one (not in the store, or next to a complete
