@@ -28,6 +28,7 @@ import { ulid } from "ulid";
 import type { MachineShape } from "../runtime.js";
 import { snapPaths } from "../snapshot/snapshot-paths.js";
 import { launchSpare, stopVm, type SnapshotDeps, type SpareSource, type SpareVm } from "../snapshot/snapshot-vm.js";
+import { Refill } from "./refill.js";
 import type { TemplateManager } from "./template-manager.js";
 import type { WarmTarget } from "./warm-pool.js";
 
@@ -61,8 +62,7 @@ export class SparePool implements SpareSource {
   readonly #targets: Array<WarmTarget & { build: boolean }>;
   readonly #ready = new Map<string, SpareVm[]>();
   readonly #claimed = new Map<string, { vm: SpareVm; expiry: NodeJS.Timeout }>();
-  #filling: Promise<void> | undefined;
-  #again = false;
+  readonly #refill = new Refill(() => this.#fillLoop(), () => this.#closed);
   #closed = false;
 
   constructor(
@@ -124,24 +124,13 @@ export class SparePool implements SpareSource {
 
   /** Starts a refill pass if none is running. */
   fill(): void {
-    if (this.#closed) return;
-    if (this.#filling) {
-      this.#again = true;
-      return;
-    }
-    this.#filling = this.#fillLoop().finally(() => {
-      this.#filling = undefined;
-      if (this.#again && !this.#closed) {
-        this.#again = false;
-        this.fill();
-      }
-    });
+    this.#refill.request();
   }
 
   /** Stops refilling and every spare. */
   async close(): Promise<void> {
     this.#closed = true;
-    await this.#filling;
+    await this.#refill.settled();
     const ready = [...this.#ready.values()].flat();
     const claimed = [...this.#claimed.values()];
     this.#ready.clear();

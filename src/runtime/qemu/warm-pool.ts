@@ -27,6 +27,7 @@ import { snapPaths } from "../snapshot/snapshot-paths.js";
 import { stopVm, type SnapshotDeps, type SnapVm } from "../snapshot/snapshot-vm.js";
 import { identifyVm, rehearseExec } from "../snapshot/guest-identity.js";
 import { restoreFromTemplate } from "../snapshot/template.js";
+import { Refill } from "./refill.js";
 import { TemplateManager } from "./template-manager.js";
 
 /** Delay between a claim and the refill it triggers, ms. */
@@ -51,8 +52,7 @@ export class WarmPool {
   /** The network each pool VM has, and the address it holds (if from `#addresses`). */
   readonly #nets = new Map<string, { net: MachineNetwork; address?: WarmAddress }>();
   #addresses: WarmAddresses | undefined;
-  #filling: Promise<void> | undefined;
-  #again = false;
+  readonly #refill = new Refill(() => this.#fillLoop(), () => this.#closed);
   #closed = false;
 
   constructor(
@@ -117,24 +117,13 @@ export class WarmPool {
 
   /** Starts a refill pass if none is running (builds missing templates first). */
   fill(): void {
-    if (this.#closed) return;
-    if (this.#filling) {
-      this.#again = true;
-      return;
-    }
-    this.#filling = this.#fillLoop().finally(() => {
-      this.#filling = undefined;
-      if (this.#again && !this.#closed) {
-        this.#again = false;
-        this.fill();
-      }
-    });
+    this.#refill.request();
   }
 
   /** Stops refilling and ends every pool VM (they are not sandboxes). */
   async close(): Promise<void> {
     this.#closed = true;
-    await this.#filling;
+    await this.#refill.settled();
     const all = [...[...this.#ready.values()].flat(), ...this.#claimed.values()];
     this.#ready.clear();
     this.#claimed.clear();

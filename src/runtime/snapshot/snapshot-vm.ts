@@ -158,19 +158,8 @@ export async function launchVm(d: SnapshotDeps, i: LaunchInput, timeoutMs = 10_0
   }, timeoutMs);
 }
 
-interface SpawnInput {
-  id: string;
-  paths: VmPaths;
-  tap?: string | undefined;
-  vcpu: number;
-  memMib: number;
-  rootfs: string;
-  ram: RamBacking;
-  disk: { file: string; format: "raw" | "qcow2" };
-  template?: string;
-  timer?: PhaseTimer;
-  incomingFrom?: string;
-  signal?: AbortSignal;
+/** What spawnVm needs: the launch's files and shape, and how to build QEMU's argv. */
+interface SpawnInput extends Pick<LaunchInput, "id" | "paths" | "tap" | "vcpu" | "memMib" | "rootfs" | "ram" | "disk" | "template" | "timer" | "incomingFrom" | "signal"> {
   binary: string;
   /** Directories bound into the jail read-only (see JailSpec.shared). */
   shared: string[];
