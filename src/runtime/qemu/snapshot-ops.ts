@@ -54,8 +54,8 @@ export interface SnapshotOpsOptions {
   ownStreams?: boolean;
   /**
    * Spare QEMUs kept per warm shape, and per shape forked since
-   * (spare-pool.ts), for forks' children; 0 (default) none. Only with
-   * templates and a jailer that makes taps.
+   * (spare-pool.ts), for forks' children and creates without a warm VM;
+   * 0 (default) none. Only with templates and a jailer that makes taps.
    */
   spares?: number;
 }
@@ -129,7 +129,7 @@ export class SnapshotOps {
     this.#pool?.useAddresses(source);
   }
 
-  /** Reserves a spare QEMU for a VM of `shape` (a fork's child): its id is the child's. */
+  /** Reserves a spare QEMU for a VM of `shape` (a fork's child, a create without a warm VM): its id is the VM's. */
   claimSpare(shape: MachineShape): string | undefined {
     return this.#spares?.claim(shape);
   }
