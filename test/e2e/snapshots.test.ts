@@ -84,6 +84,8 @@ describe("snapshots: templates, pause, resume, fork (minimal:1)", () => {
     templateDir = await templateReady(server);
     await waitFor(async () => (server.output().includes("warm VM ready") ? true : undefined), 120_000, "warm VM");
     await waitFor(async () => spareIds(server).at(-1), 60_000, "a spare QEMU");
+    // On its new data dir the first spare comes before any sandbox directory: it must start all the same.
+    assert.doesNotMatch(server.output(), /spare QEMU start failed/);
     sb = await server.client.createSandbox({ shape: SHAPE, rootfs: ROOTFS, name: "snap-src", envs: { WHO: "parent" } });
     // Auto-pause set live by PATCH; checked at the end of the suite (≥ 60 s later).
     idle = await server.client.createSandbox({ shape: SHAPE, rootfs: ROOTFS });

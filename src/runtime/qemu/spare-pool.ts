@@ -23,6 +23,7 @@
  * exist before its id has a sandbox).
  */
 import { mkdir, rm } from "node:fs/promises";
+import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ulid } from "ulid";
 import type { MachineShape } from "../runtime.js";
@@ -152,6 +153,8 @@ export class SparePool implements SpareSource {
         const id = `sb_${ulid()}`;
         const paths = snapPaths(this.d.dataDir, id);
         try {
+          // On a new data dir the first spare may come before any sandbox made sandboxes/.
+          await mkdir(path.dirname(paths.dir), { recursive: true, mode: 0o700 });
           await mkdir(paths.dir, { mode: 0o700 });
           const vm = await launchSpare(this.d, {
             id, paths, vcpu: t.shape.vcpu, memMib: t.shape.memMib, rootfs: t.shape.rootfs, shared: [tpl.paths.dir],
