@@ -550,8 +550,9 @@ export class QemuRuntime implements Runtime {
       return { id: vm.id, pid: vm.pid, bootMs: Date.now() - t0 };
     }
     signal.throwIfAborted();
-    // A spare claimed for this id (no template restore used it): its directory is the boot's to make.
-    if (await this.snaps.dropSpare(spec.id)) await rm(vmPaths(dataDir, spec.id).dir, { recursive: true, force: true });
+    // A spare claimed for this id that no template restore used: stopped here;
+    // bootVm's removeLeftovers then takes its directory.
+    await this.snaps.dropSpare(spec.id);
     const b = await bootVm(
       { dataDir, images, network, log, binary: this.binary, accel: this.accel, bootTimeoutMs: this.bootTimeoutMs,
         removeLeftovers: (id) => this.removeLeftovers(id), ...(this.opts.jail ? { jail: this.opts.jail } : {}),

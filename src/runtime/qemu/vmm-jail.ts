@@ -204,7 +204,7 @@ export class VmmJail {
 
   /**
    * Hands the files put in VM `id`'s directory after its launch (a spare
-   * QEMU's, spare-vm) to the uid that launch runs as, as `prepare` does.
+   * QEMU's, spare-pool.ts) to the uid that launch runs as, as `prepare` does.
    */
   async adopt(id: string, dir: string): Promise<void> {
     await this.serial(async () => {

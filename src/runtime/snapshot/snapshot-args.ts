@@ -46,7 +46,7 @@ export interface SnapshotArgsInput extends QemuArgsInput {
 }
 
 /**
- * A spare QEMU's command line (spare-vm.ts): everything of `buildSnapshotArgs`
+ * A spare QEMU's command line (spare-pool.ts, snapshot-vm.ts `launchSpare`): everything of `buildSnapshotArgs`
  * except the RAM backend and the writable disk, which it gets over QMP when
  * it is adopted, and `--preconfig`, so it waits for them before it builds
  * the machine. `-S -incoming defer`: it loads a paused VM's state.
@@ -71,8 +71,7 @@ export function ramBlockOf(ram: RamBacking): RamBlock {
 /** argv (without the binary) of a snapshot-capable VM. */
 export function buildSnapshotArgs(i: SnapshotArgsInput): string[] {
   const args = buildQemuArgs(i);
-  const at = args.findIndex((a, n) => args[n - 1] === "-drive" && a.startsWith("id=disk,"));
-  if (at < 0) throw new Error("buildQemuArgs no longer has a drive id=disk: update buildSnapshotArgs");
+  const at = writableDriveAt(args, "buildSnapshotArgs");
   // discard=unmap keeps the qcow2 overlay small when the guest trims.
   args[at] = `id=disk,file=${opt(i.disk.file)},format=${i.disk.format},if=none,discard=unmap,${DISK_ERROR_POLICY}`;
   if (i.ram.file !== undefined) {
@@ -93,12 +92,19 @@ export function buildSnapshotArgs(i: SnapshotArgsInput): string[] {
 /** argv (without the binary) of a spare QEMU: `disk` is a node `blockdev-add` makes at adoption. */
 export function buildSpareArgs(i: SpareArgsInput): string[] {
   const args = buildQemuArgs(i);
-  const at = args.findIndex((a, n) => args[n - 1] === "-drive" && a.startsWith("id=disk,"));
-  if (at < 0 || args[at + 2] !== "virtio-blk-device,drive=disk") throw new Error("buildQemuArgs no longer has a drive id=disk: update buildSpareArgs");
+  const at = writableDriveAt(args, "buildSpareArgs");
+  if (args[at + 2] !== "virtio-blk-device,drive=disk") throw new Error("buildQemuArgs no longer has the disk's device after its drive: update buildSpareArgs");
   // The error policy is the device's own with -blockdev (a -drive sets it on its backend).
   args.splice(at - 1, 4, "-device", `virtio-blk-device,drive=${SPARE_DISK_NODE},${DISK_ERROR_POLICY}`);
   args.push("--preconfig", "-S", "-incoming", "defer");
   return args;
+}
+
+/** Index in `buildQemuArgs`' argv of the writable disk's `-drive` value (`who` is named if it moved). */
+function writableDriveAt(args: string[], who: string): number {
+  const at = args.findIndex((a, n) => args[n - 1] === "-drive" && a.startsWith("id=disk,"));
+  if (at < 0) throw new Error(`buildQemuArgs no longer has a drive id=disk: update ${who}`);
+  return at;
 }
 
 /** The node name of a spare's writable disk (its device's `drive`). */
