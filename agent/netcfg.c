@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <net/route.h>
@@ -12,6 +13,8 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "log.h"
 
 static int ctl_socket(void) { return socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0); }
 
@@ -33,6 +36,25 @@ int net_up(const char *ifname) {
     return with_errno(fd, ioctl(fd, SIOCSIFFLAGS, &ifr));
 }
 
+/*
+ * Sandboxes have IPv4 only (the host's bridge, firewall and egress rules
+ * are IPv4). IPv6 stays on lo (::1) but is off on every other interface:
+ * no link-local address is made, moved on a MAC change or announced, so a
+ * clone's MAC and address change in CONFIGURE runs less kernel code (it
+ * runs cold under TCG), and no IPv6 frame leaves a sandbox to its neighbours
+ * on the bridge. `default` covers interfaces that appear later.
+ */
+void net_ipv4_only(void) {
+    static const char *const knobs[] = {"/proc/sys/net/ipv6/conf/default/disable_ipv6",
+                                        "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"};
+    for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
+        int fd = open(knobs[i], O_WRONLY | O_CLOEXEC);
+        if (fd < 0) continue; /* no IPv6 in this kernel, or no eth0 yet */
+        if (write(fd, "1", 1) != 1) LOG_ERRNO(knobs[i]);
+        close(fd);
+    }
+}
+
 static int parse_mac(const char *s, unsigned char mac[6]) {
     unsigned v[6];
     if (!s || sscanf(s, "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) return -1;
@@ -40,14 +62,23 @@ static int parse_mac(const char *s, unsigned char mac[6]) {
     return 0;
 }
 
+/* Whether interface `name` has MAC `mac` (fd: an AF_INET datagram socket). */
+static int has_mac(int fd, const char *name, const unsigned char mac[6]) {
+    struct ifreq ifr = {0};
+    snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+    return ioctl(fd, SIOCGIFHWADDR, &ifr) == 0 && memcmp(ifr.ifr_hwaddr.sa_data, mac, 6) == 0;
+}
+
 /*
  * After a snapshot restore the guest still has the snapshot's MAC (the
  * kernel read it at boot; the device state carries it). When no interface
  * has the requested MAC, give it to eth0: virtio-net passes the change to
  * the device (VIRTIO_NET_CTRL_MAC_ADDR_SET), which also updates QEMU's
- * receive filter. A malformed MAC changes nothing (eth0 is configured).
- * One scan of the interfaces serves both (under TCG, each is a cold
- * netlink dump in a freshly restored VM).
+ * receive filter, and takes it while up (IFF_LIVE_ADDR_CHANGE). A
+ * malformed MAC changes nothing (eth0 is configured). Interfaces are looked
+ * up by index with ioctls, not listed with a netlink dump: under TCG a
+ * freshly restored VM runs every kernel path cold, and a dump of every
+ * link's attributes is a long one.
  */
 int net_apply_mac(const char *text, char ifname[IFNAMSIZ]) {
     unsigned char mac[6];
@@ -55,15 +86,18 @@ int net_apply_mac(const char *text, char ifname[IFNAMSIZ]) {
     if (parse_mac(text, mac) < 0) return 0;
     int fd = ctl_socket();
     if (fd < 0) return -1;
-    struct if_nameindex *list = if_nameindex();
-    int found = 0;
-    for (struct if_nameindex *i = list; list && i->if_index && !found; i++) {
-        struct ifreq ifr = {0};
-        snprintf(ifr.ifr_name, IFNAMSIZ, "%s", i->if_name);
-        found = ioctl(fd, SIOCGIFHWADDR, &ifr) == 0 && memcmp(ifr.ifr_hwaddr.sa_data, mac, 6) == 0;
-        if (found) snprintf(ifname, IFNAMSIZ, "%s", i->if_name);
+    int found = has_mac(fd, "eth0", mac);
+    /* Indexes are small and dense in a VM; stop after a run of gaps. */
+    for (int idx = 1, gaps = 0; !found && gaps < 8 && idx < 256; idx++) {
+        struct ifreq ifr = {.ifr_ifindex = idx};
+        if (ioctl(fd, SIOCGIFNAME, &ifr) < 0) {
+            gaps++;
+            continue;
+        }
+        gaps = 0;
+        found = has_mac(fd, ifr.ifr_name, mac);
+        if (found) snprintf(ifname, IFNAMSIZ, "%s", ifr.ifr_name);
     }
-    if (list) if_freenameindex(list);
     int rc = 0;
     if (!found) {
         struct ifreq ifr = {0};

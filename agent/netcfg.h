@@ -14,6 +14,8 @@ struct net_config {
 };
 
 int net_up(const char *ifname);
+/* IPv6 off on every interface but lo (see netcfg.c). */
+void net_ipv4_only(void);
 /* The interface that has this MAC; when none has it, eth0 gets it (ifname: "eth0"). */
 int net_apply_mac(const char *mac, char ifname[IFNAMSIZ]);
 /* Address, netmask, up, default route on ifname (from net_apply_mac). */

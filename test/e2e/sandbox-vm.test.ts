@@ -67,6 +67,12 @@ describe("sandboxes are real VMs (minimal:1)", () => {
   test("the guest's interface has the IP the API reports", async () => {
     const out = (await sb.sh("ip -4 addr")).result.stdout;
     assert.ok(out.includes(`inet ${sb.ip}/`), `ip addr shows ${sb.ip}:\n${out}`);
+    // IPv4 only on the network (the bridge and firewall are IPv4); lo keeps ::1.
+    const v6 = (await sb.sh("cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6; ip -6 addr show dev eth0 | wc -l; ip -6 addr show dev lo")).result.stdout;
+    const [off, lines] = v6.split("\n");
+    assert.equal(off, "1", `eth0 has IPv6 off:\n${v6}`);
+    assert.equal(lines, "0", `eth0 has no IPv6 address:\n${v6}`);
+    assert.match(v6, /inet6 ::1\//, `lo keeps ::1:\n${v6}`);
     const bySdk = await server.client.getSandboxByIP(sb.ip!);
     assert.equal(bySdk.id, sb.id);
   });
