@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 # e2fsprogs, cpio, lz4, zstd: image builds; nftables, iproute2: the sandbox network;
 # python3: the firewall's long-lived libnftables helper (ctypes);
 # gcc, make, libc6-dev: the static guest agent; tmux: the e2e test of `hutch shell`;
-# openssh-client: the e2e test of SSH through a tunnel.
+# openssh-client: the e2e test of SSH through a tunnel; iputils-ping: e2e tests ping guests
+# from inside the sandbox network.
 APT_PACKAGES=(qemu-system-x86 qemu-utils debootstrap busybox-static e2fsprogs cpio lz4 zstd
-  nftables python3 iproute2 gcc make libc6-dev ca-certificates tmux openssh-client)
+  nftables python3 iproute2 gcc make libc6-dev ca-certificates tmux openssh-client iputils-ping)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
