@@ -33,8 +33,13 @@ import { Refill } from "./refill.js";
 import type { TemplateManager } from "./template-manager.js";
 import type { WarmTarget } from "./warm-pool.js";
 
-/** Delay between a claim and the refill it triggers, ms (the claim's fork and resume go first). */
-const REFILL_DELAY_MS = 1000;
+/**
+ * Delay between a claim and the refill it triggers, ms: long enough for the
+ * claim's launch to have begun (a fork moves its files first), after which
+ * the refill waits for it through `starting`. A create that comes right
+ * after another still finds a spare (1 s here missed most back-to-back ones).
+ */
+const REFILL_DELAY_MS = 200;
 /** How often a refill looks whether a user's VM still starts, ms. */
 const STARTING_POLL_MS = 50;
 /** A claimed spare not taken by a launch within this is stopped, ms. */
