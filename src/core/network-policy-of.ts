@@ -19,9 +19,14 @@ function remainingBytes(rec: Pick<SandboxRecord, "bandwidthQuotaBytes" | "bandwi
 }
 
 /** What `Runtime.setNetworkPolicy` should enforce for `rec`. */
-export function networkPolicyOf(rec: SandboxRecord): NetworkPolicy {
+export function networkPolicyOf(rec: Pick<SandboxRecord, "ip" | "egress" | "bandwidthQuotaBytes" | "bandwidthUsedBytes">): NetworkPolicy {
   const remaining = remainingBytes(rec);
   return { ip: rec.ip, egress: rec.egress, capped: isCapped(rec), ...(remaining === undefined ? {} : { remainingBytes: remaining }) };
+}
+
+/** What `networkPolicyOf` gives a new sandbox at `ip` with no egress rules and `quotaBytes` of quota. */
+export function newSandboxPolicy(ip: string, quotaBytes: number): NetworkPolicy {
+  return networkPolicyOf({ ip, egress: [], bandwidthQuotaBytes: quotaBytes, bandwidthUsedBytes: 0 });
 }
 
 /** Body of GET /v1/sandboxes/{id}/bandwidth. */

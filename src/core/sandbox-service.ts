@@ -20,7 +20,7 @@ import type { CreateSandboxInput, PatchSandboxInput } from "./sandbox-input.js";
 import { assertTransition, type SandboxStatus } from "./sandbox-state.js";
 import { validateCreate, validatePatch, type ValidCreate } from "./sandbox-validator.js";
 import { Scheduler, type Reservation } from "./scheduler.js";
-import { networkPolicyOf } from "./network-policy-of.js";
+import { networkPolicyOf, newSandboxPolicy } from "./network-policy-of.js";
 import type { SecretBox } from "./secret-box.js";
 import { UserLimits } from "./user-limits.js";
 
@@ -77,7 +77,10 @@ export class SandboxService {
     deps.runtime.useWarmAddresses?.({
       reserve: async () => {
         const r = await this.scheduler.reserve();
-        return r && { token: r.token, net: { ip: r.ip, mac: r.mac, prefixLen: this.#pool.prefixLen, gateway: this.#pool.gateway, dns: this.#config.dns } };
+        return r && {
+          token: r.token, net: { ip: r.ip, mac: r.mac, prefixLen: this.#pool.prefixLen, gateway: this.#pool.gateway, dns: this.#config.dns },
+          policy: newSandboxPolicy(r.ip, this.#config.defaultBandwidthQuotaBytes),
+        };
       },
       release: (a) => this.scheduler.release({ ip: a.net.ip, token: a.token }),
     });

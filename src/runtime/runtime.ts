@@ -49,6 +49,13 @@ export interface WarmAddress {
   net: MachineNetwork;
   /** The holder's proof (see `WarmAddresses.release`). */
   token: string;
+  /**
+   * The network policy a new sandbox at this address gets (core's default:
+   * every destination, the default quota). The runtime applies it to the
+   * VM that waits with the address, so a hand-over with that policy changes
+   * no rule (`setNetworkPolicy`).
+   */
+  policy?: NetworkPolicy;
 }
 
 /** Hands out sandbox network addresses to warm pool VMs (core's scheduler). */

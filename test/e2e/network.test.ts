@@ -283,6 +283,47 @@ describe("sandbox networking (real VMs)", { timeout: 900_000 }, () => {
     }
   });
 
+  test("a warm VM waits with its sandbox's rules; the hand-over rewrites none and its quota holds", async () => {
+    const pooled = await startServer({
+      HUTCH_DNS: outside.dnsIp, HUTCH_BANDWIDTH_QUOTA_BYTES: String(QUOTA),
+      HUTCH_TEMPLATES: "on", HUTCH_POOL_SIZE: "1", HUTCH_POOL_ROOTFS: "minimal:1", HUTCH_SPARES: "0",
+    });
+    try {
+      const line = await waitFor(async () => pooled.output().split("\n").find((l) => l.includes('"msg":"warm VM ready"')), 300_000, "a warm VM");
+      const warmId = String(JSON.parse(line).id);
+      const k = warmId.slice(3).toLowerCase();
+      const nft = (...what: string[]) => execFileSync("ip", ["netns", "exec", pooled.netns, "nft", "-a", "list", ...what], { encoding: "utf8" });
+      const t = `${netnsNames(pooled.netns).table}_fw`;
+      // In while it waits: its tap bound to its address, the default quota.
+      const ip = String(JSON.parse(line).ip);
+      assert.match(nft("chain", "bridge", t, `g_${k}`), new RegExp(`saddr != ${ip.replaceAll(".", "\\.")} drop`));
+      assert.match(nft("quota", "ip", t, `q_${k}`), new RegExp(`over ${QUOTA} bytes`));
+      const rulesBefore = nft("chain", "ip", t, `n_${k}`) + nft("chain", "ip", t, `m_${k}`);
+      const sb = await pooled.client.createSandbox({ shape: SMALL, rootfs: "minimal:1" });
+      try {
+        assert.equal(sb.id, warmId, "the create was the warm VM's hand-over");
+        assert.equal(sb.ip, ip);
+        await waitFor(async () => (pooled.output().includes(`"sandbox":"${sb.id}","warm":true`) ? true : undefined), 5000, "the hand-over's log line");
+        // The same rules (same handles: none flushed and added again), the quota counting from the hand-over.
+        assert.equal(nft("chain", "ip", t, `n_${k}`) + nft("chain", "ip", t, `m_${k}`), rulesBefore);
+        assert.doesNotMatch(nft("quota", "ip", t, `q_${k}`), /used/);
+        assert.equal(await reachesSoon(sb, outside.ips[0]!), true, "egress works after the hand-over");
+        // The kernel cuts an upload at the quota.
+        await sb.runCommand("timeout", ["15", "sh", "-c", `dd if=/dev/zero bs=1024 count=1500 2>/dev/null | nc -w 5 ${outside.ips[0]} 9100`]);
+        const bw = await waitFor(async () => {
+          const b = await sb.getBandwidth();
+          return b.capped ? b : undefined;
+        }, 10_000, "capped");
+        assert.ok(bw.used_bytes >= QUOTA && bw.used_bytes < 2 * QUOTA, `used ${bw.used_bytes}`);
+        assert.ok(outside.sinkBytes() <= QUOTA, `the sink got ${outside.sinkBytes()} bytes of a ${QUOTA}-byte quota`);
+      } finally {
+        await sb.destroy();
+      }
+    } finally {
+      await pooled.dispose();
+    }
+  });
+
   test("after the server and `hutch network down`, nothing of Hutch's network remains", async () => {
     const names = netnsNames(server.netns);
     assert.ok(hostHas(["ip", "netns", "exec", server.netns, "true"]), "netns exists while serving");

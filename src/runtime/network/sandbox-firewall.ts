@@ -72,6 +72,8 @@ interface Entry {
   wild: WildcardClient | undefined;
   /** Its DNS goes to the forwarder (it has `*.` rules, is not capped, the forwarder runs). */
   dnat: boolean;
+  /** The limit its quota was given, bytes (undefined: unmetered, no quota rule). */
+  limit: number | undefined;
 }
 
 /** Default port of the DNS forwarder on the gateway. */
@@ -80,6 +82,12 @@ export const DNS_FORWARDER_PORT = 10053;
 const RESOLVE_TIMEOUT_MS = 3000;
 
 /** The sandbox key in chain and counter names. */
+/** Whether `a` and `b` need the same chains and rules (their quotas' limits may differ). */
+function sameRules(a: Entry, b: Entry): boolean {
+  return a.ip === b.ip && a.capped === b.capped && a.resolved === b.resolved && (a.limit === undefined) === (b.limit === undefined) &&
+    a.wild === undefined && b.wild === undefined && !a.dnat && JSON.stringify(a.policy) === JSON.stringify(b.policy);
+}
+
 function keyOf(id: string): string {
   return id.replace(/^sb_/, "").toLowerCase();
 }
@@ -158,7 +166,14 @@ export class SandboxFirewall {
     }
   }
 
-  /** Installs or replaces the rules of sandbox `id`; resolves its host rules first. */
+  /**
+   * Installs or replaces the rules of sandbox `id`; resolves its host rules
+   * first. When nothing but the quota changes (a resume; the hand-over of a
+   * warm VM whose rules the pool applied for its address), only the quota
+   * object is written, and when its limit stays, only its count restarts:
+   * changing a chain, a rule or a quota's limit costs the kernel an RCU
+   * grace period, 8-16 ms here, most of a warm pool create.
+   */
   async apply(id: string, policy: NetworkPolicy): Promise<void> {
     const compiled = compileEgress(policy.egress);
     const resolved = await this.resolveFor(compiled);
@@ -166,13 +181,19 @@ export class SandboxFirewall {
       const old = this.entries.get(id);
       if (old && old.ip !== policy.ip) await this.removeNow(id, old.ip);
       const wild = this.wildcardClient(id, compiled);
-      const entry: Entry = { ip: policy.ip, policy: compiled, capped: policy.capped, resolved: JSON.stringify(resolved), wild, dnat: false };
+      const limit = policy.remainingBytes === undefined ? undefined : Math.max(0, Math.floor(policy.remainingBytes));
+      const entry: Entry = { ip: policy.ip, policy: compiled, capped: policy.capped, resolved: JSON.stringify(resolved), wild, dnat: false, limit };
+      if (old && sameRules(old, entry)) {
+        if (limit !== undefined) await this.script(this.quotaScript(id, limit, old.limit !== limit));
+        this.entries.set(id, entry);
+        return;
+      }
       // The forwarder knows the sandbox before its DNS is sent there (and
       // forgets what it learned for rules that changed or went).
       if (wild || old?.wild) entry.dnat = (await this.tellForwarder(id, entry)) && !!wild && !policy.capped;
       // Other `*.` rules than before: what the old ones let in goes.
       const flush = old?.wild && wild && JSON.stringify(old.wild) !== JSON.stringify(wild) ? wildcardFlushScript(this.t, keyOf(id)) : [];
-      await this.script([...this.applyScript(id, entry, resolved), ...flush, ...this.meterScript(id, policy.remainingBytes)]);
+      await this.script([...this.applyScript(id, entry, resolved), ...flush, ...this.meterScript(id, limit)]);
       this.entries.set(id, entry);
     });
     this.opts.log?.info({ id, ip: policy.ip, rules: policy.egress?.length ?? 0, capped: policy.capped }, "egress policy applied");
@@ -188,14 +209,19 @@ export class SandboxFirewall {
 
   /**
    * Removes the rules of sandboxes not in `keep` (left by a previous server
-   * whose sandboxes ended while it was down).
+   * whose sandboxes ended while it was down, or its warm VMs). Rules this
+   * firewall applied itself stay (a warm VM's may be in already).
    */
   async prune(keep: Iterable<string>): Promise<void> {
     const want = new Set([...keep].map(keyOf));
     const r = await this.nft(`list map ip ${this.t} meter_out`, true);
     if (r.code !== 0) return;
     for (const { ip, key } of mapElements(r.stdout)) {
-      if (!want.has(key)) await this.serial(() => this.removeNow(`sb_${key.toUpperCase()}`, ip));
+      const id = `sb_${key.toUpperCase()}`;
+      if (want.has(key) || this.entries.has(id)) continue;
+      await this.serial(async () => {
+        if (!this.entries.has(id)) await this.removeNow(id, ip);
+      });
     }
   }
 
@@ -293,6 +319,16 @@ export class SandboxFirewall {
       `add rule ip ${t} m_${k} counter name "o_${k}"`,
       ...(remaining === undefined ? [] : [`add rule ip ${t} m_${k} quota name "q_${k}" drop`]),
     ];
+  }
+
+  /**
+   * The quota of `id` counting from now, as `meterScript`'s does, without
+   * touching a chain: `reset` zeroes what it consumed, and `add` (only when
+   * `newLimit`) updates the limit of the existing quota.
+   */
+  private quotaScript(id: string, limit: number, newLimit: boolean): string[] {
+    const q = `quota ip ${this.t} q_${keyOf(id)}`;
+    return [...(newLimit ? [`add ${q} { over ${limit} bytes }`] : []), `reset ${q}`];
   }
 
   private async removeNow(id: string, ip: string): Promise<void> {

@@ -212,6 +212,7 @@ export class QemuRuntime implements Runtime {
       templates: opts.templates ?? true,
       ownStreams: opts.ownStreams ?? true,
       spares: opts.spares ?? 0,
+      ...(opts.firewall ? { firewall: opts.firewall } : {}),
       starting: () => this.creating.size > 0,
       warm: opts.warm ?? [],
       bootTimeoutMs: this.bootTimeoutMs,

@@ -18,7 +18,7 @@ import { stopVm, type SnapshotDeps, type SnapVm } from "../snapshot/snapshot-vm.
 import { restoreFromTemplate } from "../snapshot/template.js";
 import { TemplateManager } from "./template-manager.js";
 import { SparePool } from "./spare-pool.js";
-import { sameNetwork, WarmPool, type WarmTarget } from "./warm-pool.js";
+import { sameNetwork, WarmPool, type WarmFirewall, type WarmTarget } from "./warm-pool.js";
 import { writeSnapInfo } from "./vm-snap-info.js";
 import { PhaseTimer } from "../snapshot/phase-timer.js";
 
@@ -58,6 +58,8 @@ export interface SnapshotOpsOptions {
    * 0 (default) none. Only with templates and a jailer that makes taps.
    */
   spares?: number;
+  /** Rules for warm VMs holding a sandbox address (warm-pool.ts). */
+  firewall?: WarmFirewall;
 }
 
 /** A background ownStreamRam of one paused VM. */
@@ -83,7 +85,9 @@ export class SnapshotOps {
     if (opts.templates) {
       this.#templates = new TemplateManager(opts.deps, opts.bootTimeoutMs, opts.admitDisk);
       const targets = opts.warm.filter((t) => t.size > 0);
-      if (targets.length > 0) this.#pool = new WarmPool(opts.deps, { targets, templates: this.#templates, hasRoom: opts.hasRoom });
+      if (targets.length > 0) {
+        this.#pool = new WarmPool(opts.deps, { targets, templates: this.#templates, hasRoom: opts.hasRoom, ...(opts.firewall ? { firewall: opts.firewall } : {}) });
+      }
       const spares = opts.spares ?? 0;
       if (spares > 0 && opts.deps.jail?.makesTaps) {
         this.#spares = new SparePool(opts.deps, {

@@ -22,7 +22,7 @@ import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ulid } from "ulid";
-import type { MachineNetwork, MachineShape, MachineSpec, WarmAddress, WarmAddresses, WarmClaim } from "../runtime.js";
+import type { MachineNetwork, MachineShape, MachineSpec, NetworkPolicy, WarmAddress, WarmAddresses, WarmClaim } from "../runtime.js";
 import { snapPaths } from "../snapshot/snapshot-paths.js";
 import { stopVm, type SnapshotDeps, type SnapVm } from "../snapshot/snapshot-vm.js";
 import { identifyVm, rehearseExec } from "../snapshot/guest-identity.js";
@@ -44,6 +44,18 @@ export interface WarmPoolOptions {
   templates: TemplateManager;
   /** Whether the host has room for another `memMib` of guest memory. */
   hasRoom(memMib: number): boolean;
+  /** The firewall's rules for a VM holding a sandbox address (see WarmFirewall). */
+  firewall?: WarmFirewall;
+}
+
+/**
+ * What the pool asks of the sandbox firewall: a VM that holds a sandbox
+ * address gets the rules of a new sandbox there while it waits (its tap
+ * bound to the address too), so the hand-over changes none of them.
+ */
+export interface WarmFirewall {
+  apply(id: string, policy: NetworkPolicy): Promise<void>;
+  remove(id: string): Promise<void>;
 }
 
 export class WarmPool {
@@ -159,6 +171,7 @@ export class WarmPool {
           // Run an exec once, for the same reason (~150 ms for exec's
           // fork/execve), which the user's first exec would otherwise pay.
           await rehearseExec(vm);
+          if (address?.policy) await this.opts.firewall?.apply(vm.id, address.policy);
           if (this.#closed) {
             await this.#discard(vm);
             return;
@@ -181,6 +194,11 @@ export class WarmPool {
   async #discard(vm: SnapVm): Promise<void> {
     const address = this.#nets.get(vm.id)?.address;
     this.#nets.delete(vm.id);
+    // Its rules first: the address may go to another sandbox once released.
+    // (A closing server leaves them: the next one's prune removes them.)
+    if (address?.policy && !this.#closed) {
+      await this.opts.firewall?.remove(vm.id).catch((err: unknown) => this.d.log?.warn({ id: vm.id, err }, "warm VM's firewall rules not removed"));
+    }
     if (address) this.#addresses?.release(address);
     await stopVm(vm, 500).catch(() => {});
     // Its jail's release too (pool close: the server exits next and would leave
