@@ -82,14 +82,14 @@ export const DNS_FORWARDER_PORT = 10053;
 const RESOLVE_TIMEOUT_MS = 3000;
 
 /** The sandbox key in chain and counter names. */
+function keyOf(id: string): string {
+  return id.replace(/^sb_/, "").toLowerCase();
+}
+
 /** Whether `a` and `b` need the same chains and rules (their quotas' limits may differ). */
 function sameRules(a: Entry, b: Entry): boolean {
   return a.ip === b.ip && a.capped === b.capped && a.resolved === b.resolved && (a.limit === undefined) === (b.limit === undefined) &&
     a.wild === undefined && b.wild === undefined && !a.dnat && JSON.stringify(a.policy) === JSON.stringify(b.policy);
-}
-
-function keyOf(id: string): string {
-  return id.replace(/^sb_/, "").toLowerCase();
 }
 
 export class SandboxFirewall {
@@ -168,11 +168,12 @@ export class SandboxFirewall {
 
   /**
    * Installs or replaces the rules of sandbox `id`; resolves its host rules
-   * first. When nothing but the quota changes (a resume; the hand-over of a
-   * warm VM whose rules the pool applied for its address), only the quota
+   * first. When nothing but the quota changes (a recharge; the hand-over of
+   * a warm VM whose rules the pool applied for its address), only the quota
    * object is written, and when its limit stays, only its count restarts:
    * changing a chain, a rule or a quota's limit costs the kernel an RCU
-   * grace period, 8-16 ms here, most of a warm pool create.
+   * grace period, 8-16 ms here, most of a warm pool create. Should that
+   * fail (the rules went behind this process's back), all are written.
    */
   async apply(id: string, policy: NetworkPolicy): Promise<void> {
     const compiled = compileEgress(policy.egress);
@@ -184,9 +185,13 @@ export class SandboxFirewall {
       const limit = policy.remainingBytes === undefined ? undefined : Math.max(0, Math.floor(policy.remainingBytes));
       const entry: Entry = { ip: policy.ip, policy: compiled, capped: policy.capped, resolved: JSON.stringify(resolved), wild, dnat: false, limit };
       if (old && sameRules(old, entry)) {
-        if (limit !== undefined) await this.script(this.quotaScript(id, limit, old.limit !== limit));
-        this.entries.set(id, entry);
-        return;
+        try {
+          if (limit !== undefined) await this.script(this.quotaScript(id, limit, old.limit !== limit));
+          this.entries.set(id, entry);
+          return;
+        } catch (err) {
+          this.opts.log?.warn({ id, err: (err as Error).message }, "quota update failed: writing every rule again");
+        }
       }
       // The forwarder knows the sandbox before its DNS is sent there (and
       // forgets what it learned for rules that changed or went).
