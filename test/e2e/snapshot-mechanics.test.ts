@@ -380,8 +380,16 @@ test("a paused clone's RAM stream becomes its own mem without running the guest;
   live.delete(vm2.id);
   const before = await readFile(p2.bundle, "utf8");
   const abort = new AbortController();
+  const pausedPid = vm2.pid;
   const owning = ownStreamRam(d, vm2.id, abort.signal);
-  await new Promise((res) => setTimeout(res, 350)); // QEMU started (~100–200 ms), loading (≥ 500 ms)
+  // Once the owning's own QEMU runs (its pidfile names a live process), it
+  // is launching or loading: the whole owning took 366 ms on a fast host,
+  // so a fixed delay could miss it.
+  for (const deadline = Date.now() + 10_000; ; await new Promise((res) => setTimeout(res, 5))) {
+    const pid = await readPidfile(p2.pidfile);
+    if (pid !== undefined && pid !== pausedPid && (await isAlive(pid))) break;
+    assert.ok(Date.now() < deadline, "the owning's QEMU started");
+  }
   abort.abort(new Error("resume"));
   await assert.rejects(owning, /resume/);
   assert.equal(await readFile(p2.bundle, "utf8"), before, "the stream bundle is untouched");
