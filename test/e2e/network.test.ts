@@ -2,8 +2,9 @@
  * Sandbox networking on real VMs: egress allowlist (IP, CIDR:port, domain
  * served by a resolver the test controls, live PUT, `*.host` learned from the
  * guest's own lookups), bandwidth quota and
- * recharge, HTTP ingress through the SDK's previewUrl, unique and stable
- * IPs, and that `hutch network down` leaves nothing behind. All traffic goes
+ * recharge, a warm VM's rules before and after its hand-over, HTTP ingress
+ * through the SDK's previewUrl, unique and stable IPs, and that
+ * `hutch network down` leaves nothing behind. All traffic goes
  * to a network namespace the test creates (support/outside-host.ts).
  */
 import { after, before, describe, test } from "node:test";

@@ -14,7 +14,9 @@
  * with a sandbox address held for it instead of a link-local one: the
  * create that claims it gets that address, and the hand-over leaves the
  * guest's network as it is (measured: 4-7 ms of a ~10 ms CONFIGURE under
- * TCG). Pool VMs are not in the database: a restarted server's reconcile
+ * TCG). Such a VM also gets the firewall rules of a new sandbox at that
+ * address while it waits (`WarmFirewall`), so a hand-over with the default
+ * policy rewrites none. Pool VMs are not in the database: a restarted server's reconcile
  * kills those of the previous one, and the pool refills; held addresses
  * live in memory and go with the server.
  */
