@@ -173,7 +173,14 @@ export class WarmPool {
           // Run an exec once, for the same reason (~150 ms for exec's
           // fork/execve), which the user's first exec would otherwise pay.
           await rehearseExec(vm);
-          if (address?.policy) await this.opts.firewall?.apply(vm.id, address.policy);
+          // Best effort: without them the hand-over writes every rule itself. (After a
+          // crash the previous server's rules for this address stay until the start-up
+          // prune, and an apply that comes before it fails on them.)
+          const id = vm.id;
+          if (address?.policy) {
+            await this.opts.firewall?.apply(id, address.policy)
+              .catch((err: unknown) => this.d.log?.warn({ id, err }, "warm VM's firewall rules not applied; its hand-over will write them"));
+          }
           if (this.#closed) {
             await this.#discard(vm);
             return;
