@@ -86,10 +86,14 @@ function keyOf(id: string): string {
   return id.replace(/^sb_/, "").toLowerCase();
 }
 
-/** Whether `a` and `b` need the same chains and rules (their quotas' limits may differ). */
+/**
+ * Whether `a` and `b` need the same chains and rules (their quotas' limits
+ * may differ). Neither may have `*.` rules (and so no DNS DNAT either): those
+ * involve the forwarder, which a full apply tells.
+ */
 function sameRules(a: Entry, b: Entry): boolean {
   return a.ip === b.ip && a.capped === b.capped && a.resolved === b.resolved && (a.limit === undefined) === (b.limit === undefined) &&
-    a.wild === undefined && b.wild === undefined && !a.dnat && JSON.stringify(a.policy) === JSON.stringify(b.policy);
+    a.wild === undefined && b.wild === undefined && JSON.stringify(a.policy) === JSON.stringify(b.policy);
 }
 
 export class SandboxFirewall {
@@ -222,8 +226,9 @@ export class SandboxFirewall {
     const r = await this.nft(`list map ip ${this.t} meter_out`, true);
     if (r.code !== 0) return;
     for (const { ip, key } of mapElements(r.stdout)) {
+      if (want.has(key)) continue;
       const id = `sb_${key.toUpperCase()}`;
-      if (want.has(key) || this.entries.has(id)) continue;
+      // Looked at in turn: an apply queued before may have just made it this process's.
       await this.serial(async () => {
         if (!this.entries.has(id)) await this.removeNow(id, ip);
       });
